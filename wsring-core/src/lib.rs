@@ -1,0 +1,22 @@
+//! Shared core of wsring: the consistent-hash ring and the router ↔ pod protocol.
+//!
+//! Every process that makes a routing decision (router, ws-pod, operator, local
+//! launcher) links this one crate, so they all agree on which pod owns a key.
+//!
+//! Layout:
+//! - [`hash`]: the one fixed 64-bit hash (xxh3, seed 0) used for keys and virtual nodes.
+//! - [`ring`]: [`Ring`] built from a [`RingSpec`] (versioned membership), lookups,
+//!   bounded-load option, and the diff of owners between two rings.
+//! - [`protocol`]: Redis channel names, reset messages, headers and close codes.
+//! - [`error`]: the crate's error type.
+//! - `testkit` (feature `testkit`): real redis-server and free ports for tests.
+
+pub mod error;
+pub mod hash;
+pub mod protocol;
+pub mod ring;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::Error;
+pub use ring::{Member, Ring, RingSpec};

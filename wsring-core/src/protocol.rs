@@ -1,0 +1,206 @@
+//! The router ↔ pod protocol: headers, Redis channels, control messages, close codes
+//! and routing-key rules. docs/interfaces.md is the prose version of this file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Router → pod: connection id, unique per router (`{router-id}-{n}`).
+pub const HEADER_CONN: &str = "x-wsring-conn";
+/// Router → pod: routing key, percent-encoded with [`encode_key`].
+pub const HEADER_KEY: &str = "x-wsring-key";
+/// Router → pod: ring version used for the routing decision.
+pub const HEADER_RING_VERSION: &str = "x-wsring-ring-version";
+/// Pod/router → client on the 101 answer: the pod that owns the connection.
+pub const HEADER_POD: &str = "x-wsring-pod";
+/// Every internal header starts with this; routers strip client-supplied ones.
+pub const HEADER_PREFIX: &str = "x-wsring-";
+
+/// Close code telling a client its key moved to another pod: reconnect now (with small jitter).
+pub const CLOSE_RING_MOVED: u16 = 4001;
+/// Reason text sent with [`CLOSE_RING_MOVED`].
+pub const CLOSE_RING_MOVED_REASON: &str = "ring moved: reconnect";
+/// Close code when a pod drains (SIGTERM): reconnect with backoff.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a message over the configured size.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code when the upstream app failed.
+pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
+
+/// Version of the control-message format this build speaks.
+pub const CONTROL_VERSION: u32 = 1;
+/// Default maximum routing-key length in bytes.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 256;
+
+/// Redis channel a pod subscribes to for its control messages.
+pub fn pod_channel(cluster: &str, pod: &str) -> String {
+    format!("wsring:{cluster}:pod:{pod}")
+}
+
+/// A command published on a pod's channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ControlMessage {
+    /// Close exactly these connections with 4001: their key now belongs to another pod.
+    Reset(ResetCommand),
+}
+
+/// Batched reset for one pod, from one router, for one ring change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetCommand {
+    /// Format version; must equal [`CONTROL_VERSION`].
+    pub v: u32,
+    /// Ring version that moved the connections (for logs and dedup).
+    pub ring_version: u64,
+    /// Router that owns the connections.
+    pub router: String,
+    /// Connection ids (`x-wsring-conn`) to close.
+    pub connections: Vec<String>,
+}
+
+impl ControlMessage {
+    /// Parse a message read from Redis; anything unexpected is an error, never a guess.
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        let msg: ControlMessage =
+            serde_json::from_slice(bytes).map_err(|e| Error::MalformedMessage(e.to_string()))?;
+        match &msg {
+            ControlMessage::Reset(r) if r.v != CONTROL_VERSION => {
+                Err(Error::MalformedMessage(format!(
+                    "unsupported version {} (this build speaks {CONTROL_VERSION})",
+                    r.v
+                )))
+            }
+            ControlMessage::Reset(r) if r.router.is_empty() => {
+                Err(Error::MalformedMessage("empty router id".into()))
+            }
+            _ => Ok(msg),
+        }
+    }
+
+    /// A reset command of the current format version.
+    pub fn reset(ring_version: u64, router: &str, connections: Vec<String>) -> Self {
+        ControlMessage::Reset(ResetCommand {
+            v: CONTROL_VERSION,
+            ring_version,
+            router: router.to_string(),
+            connections,
+        })
+    }
+
+    /// Wire form (JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("control message always serializes")
+    }
+}
+
+/// Check a (decoded) routing key: non-empty, at most `max_bytes`, no control characters.
+pub fn validate_key(key: &str, max_bytes: usize) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::InvalidKey("the routing key is empty".into()));
+    }
+    if key.len() > max_bytes {
+        return Err(Error::InvalidKey(format!(
+            "the routing key is {} bytes, the limit is {max_bytes}",
+            key.len()
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::InvalidKey(
+            "the routing key contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Percent-encode a key for a header value: RFC 3986 unreserved bytes stay, all others are `%XX`.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decode `%XX` escapes (and nothing else: `+` stays `+`) into UTF-8.
+pub fn decode_percent(encoded: &str) -> Result<String, Error> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::InvalidKey(format!("bad percent escape at byte {i}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::InvalidKey("the routing key is not UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_round_trips() {
+        let msg = ControlMessage::reset(8, "r1", vec!["r1-1".into(), "r1-2".into()]);
+        let json = msg.to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"reset","v":1,"ringVersion":8,"router":"r1","connections":["r1-1","r1-2"]}"#
+        );
+        assert_eq!(ControlMessage::parse(json.as_bytes()).unwrap(), msg);
+    }
+
+    #[test]
+    fn malformed_control_messages_are_errors() {
+        for bad in [
+            &b"garbage"[..],
+            br#"{"type":"explode","v":1}"#,
+            br#"{"type":"reset","v":2,"ringVersion":1,"router":"r","connections":[]}"#,
+            br#"{"type":"reset","v":1,"ringVersion":1,"router":"","connections":[]}"#,
+            br#"{"type":"reset","v":1,"ringVersion":1,"router":"r"}"#,
+            br#"{"type":"reset","v":1,"ringVersion":1,"router":"r","connections":[],"x":1}"#,
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(ControlMessage::parse(bad), Err(Error::MalformedMessage(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_validated() {
+        assert!(validate_key("user-1", 256).is_ok());
+        assert!(validate_key("ünïcødé ok", 256).is_ok());
+        assert!(validate_key("", 256).is_err());
+        assert!(validate_key(&"x".repeat(257), 256).is_err());
+        assert!(validate_key("a\nb", 256).is_err());
+    }
+
+    #[test]
+    fn percent_encoding_round_trips() {
+        for key in ["plain", "with space/slash", "ünï", "a%b", "~._-"] {
+            let enc = encode_key(key);
+            assert!(enc.bytes().all(|b| b.is_ascii_graphic()), "{enc}");
+            assert_eq!(decode_percent(&enc).unwrap(), key);
+        }
+        assert_eq!(encode_key("a b"), "a%20b");
+        assert!(decode_percent("%zz").is_err());
+        assert!(decode_percent("%4").is_err());
+        assert!(decode_percent("%ff").is_err(), "not UTF-8");
+    }
+}
