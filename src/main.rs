@@ -1,1 +1,48 @@
-fn main() {}
+//! `wsring`: the whole wsring data plane from one binary, for trying it and for tests.
+//!
+//! - `wsring dev --pods 3`: router + N ws-pods on loopback with a bus (Redis or
+//!   in-process) and a control API to add, stop and crash pods ([`dev`]).
+//! - `wsring router …` / `wsring pod …`: the router and the ws-pod sidecar,
+//!   exactly the code of the `wsring-router` and `ws-pod` images (local mode
+//!   runs its children through these).
+//! - `wsring bench …`: throughput/latency and idle-memory benchmarks ([`bench`]).
+//!
+//! Layout: `dev/` (local mode), `bench/` (load client and reports), `http.rs`
+//! (small admin HTTP client), `logging.rs` (tracing set-up).
+
+mod bench;
+mod dev;
+mod http;
+mod logging;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wsring", version, about = "wsring: key-affine WebSocket routing")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run router + N pods on loopback, no Kubernetes needed.
+    Dev(dev::DevArgs),
+    /// Run the router (same code as the wsring-router image).
+    Router(wsring_router::Config),
+    /// Run a ws-pod (same code as the ws-pod image).
+    Pod(ws_pod::Config),
+    /// Benchmarks: router vs. direct vs. nginx, idle memory per connection.
+    Bench(bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    logging::init();
+    match Cli::parse().command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Router(config) => Ok(wsring_router::run(config, dev::shutdown_signal()).await?),
+        Command::Pod(config) => Ok(ws_pod::run(config, dev::shutdown_signal()).await?),
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

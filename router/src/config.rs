@@ -1,0 +1,244 @@
+//! Command-line flags and environment variables (docs/interfaces.md, "Router flags").
+//!
+//! [`Config`] is a `clap::Args` so the `wsring-router` binary and the `wsring router`
+//! subcommand of the local launcher parse exactly the same flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::Error;
+
+/// Where the routing key is read from in the upgrade request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeySource {
+    /// Query parameter `?{name}=KEY`.
+    Query,
+    /// Request header `{name}: KEY`.
+    Header,
+    /// Path segment after the segment `{name}` (`/rooms/KEY`), or the last one if `name` is empty.
+    Path,
+    /// Cookie `{name}=KEY`.
+    Cookie,
+}
+
+/// Router configuration; every flag can also be set through its environment variable.
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Public WebSocket listener (the only port behind the Ingress).
+    #[arg(long, env = "WSRING_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Admin listener: health, metrics, ring, push API.
+    #[arg(long, env = "WSRING_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// Unique per router replica; prefix of connection ids [default: hostname].
+    #[arg(long, env = "WSRING_ROUTER_ID")]
+    pub router_id: Option<String>,
+
+    /// Cluster name, prefix of the Redis channels.
+    #[arg(long, env = "WSRING_CLUSTER", default_value = "wsring")]
+    pub cluster: String,
+
+    /// `redis://` or `rediss://` URL; without it moved connections are closed by the router itself.
+    #[arg(long, env = "WSRING_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Overrides the password in the Redis URL (kept in a Secret in the cluster).
+    #[arg(long, env = "WSRING_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+
+    /// Where the routing key comes from.
+    #[arg(long, env = "WSRING_KEY_SOURCE", value_enum, default_value = "query")]
+    pub key_source: KeySource,
+
+    /// Query parameter, header or cookie name; for `path` the segment before the key (empty = last segment).
+    #[arg(long, env = "WSRING_KEY_NAME", default_value = "key")]
+    pub key_name: String,
+
+    /// Longer keys (after percent-decoding) are refused with 400.
+    #[arg(long, env = "WSRING_MAX_KEY_BYTES", default_value_t = wsring_core::protocol::DEFAULT_MAX_KEY_BYTES)]
+    pub max_key_bytes: usize,
+
+    /// Bearer token for `PUT /ring` and the push API.
+    #[arg(long, env = "WSRING_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the bearer token (a mounted Secret); used when `--token` is not given.
+    #[arg(long, env = "WSRING_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Ring JSON file (the mounted ConfigMap), re-read when its content changes.
+    #[arg(long, env = "WSRING_RING_FILE")]
+    pub ring_file: Option<PathBuf>,
+
+    /// Watch this ConfigMap (key `ring.json`, namespace from `POD_NAMESPACE`) through the Kubernetes API.
+    #[arg(long, env = "WSRING_RING_CONFIGMAP")]
+    pub ring_configmap: Option<String>,
+
+    /// A moved connection still open this long after its reset was sent is closed by the router.
+    #[arg(long, env = "WSRING_RESET_TIMEOUT_MS", default_value_t = 2000)]
+    pub reset_timeout_ms: u64,
+
+    /// Upgrade requests (headers, and the pod's answer) must complete within this time.
+    #[arg(long, env = "WSRING_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub handshake_timeout_ms: u64,
+
+    /// On shutdown, tunnels still open after this long are closed.
+    #[arg(long, env = "WSRING_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub drain_timeout_ms: u64,
+}
+
+impl Config {
+    /// A config with every default, for tests and the local launcher
+    /// (listeners on loopback port 0, the given token).
+    pub fn for_tests(token: &str) -> Self {
+        Config {
+            listen: ([127, 0, 0, 1], 0).into(),
+            admin_listen: ([127, 0, 0, 1], 0).into(),
+            router_id: Some("router-test".into()),
+            cluster: "wsring".into(),
+            redis_url: None,
+            redis_password: None,
+            key_source: KeySource::Query,
+            key_name: "key".into(),
+            max_key_bytes: wsring_core::protocol::DEFAULT_MAX_KEY_BYTES,
+            token: Some(token.into()),
+            token_file: None,
+            ring_file: None,
+            ring_configmap: None,
+            reset_timeout_ms: 2000,
+            handshake_timeout_ms: 10_000,
+            drain_timeout_ms: 10_000,
+        }
+    }
+
+    /// Check and resolve everything that needs the environment, once, at startup.
+    pub(crate) fn resolve(&self) -> Result<Resolved, Error> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => token.trim().to_string(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    Error::Config(format!("cannot read --token-file {}: {e}", path.display()))
+                })?
+                .trim()
+                .to_string(),
+            (None, None) => {
+                return Err(Error::Config(
+                    "a bearer token is required: set --token/WSRING_TOKEN or --token-file/WSRING_TOKEN_FILE"
+                        .into(),
+                ))
+            }
+        };
+        if token.is_empty() {
+            return Err(Error::Config("the bearer token is empty".into()));
+        }
+        let router_id = match &self.router_id {
+            Some(id) => id.clone(),
+            None => hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "router".to_string()),
+        };
+        if router_id.is_empty() || router_id.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(Error::Config(format!(
+                "--router-id must be non-empty without spaces or control characters, got {router_id:?}"
+            )));
+        }
+        if self.cluster.is_empty() {
+            return Err(Error::Config("--cluster must not be empty".into()));
+        }
+        if self.max_key_bytes == 0 {
+            return Err(Error::Config("--max-key-bytes must be at least 1".into()));
+        }
+        if self.handshake_timeout_ms == 0 {
+            return Err(Error::Config(
+                "--handshake-timeout-ms must be at least 1".into(),
+            ));
+        }
+        Ok(Resolved { token, router_id })
+    }
+
+    /// `--reset-timeout-ms` as a duration.
+    pub fn reset_timeout(&self) -> Duration {
+        Duration::from_millis(self.reset_timeout_ms)
+    }
+
+    /// `--handshake-timeout-ms` as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// `--drain-timeout-ms` as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+/// Values derived from [`Config`] at startup.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    /// The bearer token (from the flag or the file, trimmed).
+    pub token: String,
+    /// The router id (flag or hostname).
+    pub router_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let cli = Cli::try_parse_from(["wsring-router", "--token", "t"]).unwrap();
+        let c = cli.config;
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(c.cluster, "wsring");
+        assert_eq!(c.key_source, KeySource::Query);
+        assert_eq!(c.key_name, "key");
+        assert_eq!(c.max_key_bytes, 256);
+        assert_eq!(c.reset_timeout_ms, 2000);
+        assert_eq!(c.handshake_timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn token_is_required_and_read_from_a_file() {
+        let mut c = Config::for_tests("x");
+        c.token = None;
+        let err = c.resolve().unwrap_err();
+        assert!(err.to_string().contains("--token"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        c.token_file = Some(path);
+        assert_eq!(c.resolve().unwrap().token, "s3cret");
+    }
+
+    #[test]
+    fn key_source_parses() {
+        let cli = Cli::try_parse_from([
+            "wsring-router",
+            "--token",
+            "t",
+            "--key-source",
+            "cookie",
+            "--key-name",
+            "room",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.key_source, KeySource::Cookie);
+        assert_eq!(cli.config.key_name, "room");
+    }
+}

@@ -1,0 +1,169 @@
+//! `wsring dev`: the whole data plane on one machine, no Kubernetes.
+//!
+//! Starts one router and N ws-pods as child processes of this binary (the
+//! `wsring router` / `wsring pod` subcommands, i.e. the very code the images
+//! run), a message bus (the given Redis, else a private `redis-server` if one
+//! is installed, else the in-process [`bus`]), and plays the operator's part:
+//! it owns ring membership and pushes every change to the router with
+//! `PUT /ring`. A control API adds pods and stops them gracefully or abruptly.
+//!
+//! Layout: [`supervisor`] (child processes, ring membership), [`control`]
+//! (the control API), [`bus`] (the in-process pub/sub bus).
+
+pub mod bus;
+pub mod control;
+pub mod supervisor;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::net::TcpListener;
+
+use supervisor::{Launch, Supervisor};
+
+/// Options of `wsring dev`.
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Number of ws-pods to start with.
+    #[arg(long, default_value_t = 3)]
+    pub pods: usize,
+    /// Router public listener (the ws:// endpoint clients use).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Router admin listener (ring, metrics, push API, dashboard).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// Launcher control API (add / stop / crash pods).
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    pub control_listen: SocketAddr,
+    /// Use this Redis (`redis://` or `rediss://`). Without it: a private
+    /// redis-server if one is installed, else the in-process bus.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Never start redis-server; use the in-process bus unless --redis is given.
+    #[arg(long)]
+    pub builtin_bus: bool,
+    /// Bearer token for the admin, push and control APIs (random if not given).
+    #[arg(long, env = "WSRING_TOKEN")]
+    pub token: Option<String>,
+    /// Cluster name (Redis channel prefix).
+    #[arg(long, default_value = "dev")]
+    pub cluster: String,
+    /// Virtual nodes per pod.
+    #[arg(long, default_value_t = wsring_core::ring::DEFAULT_VNODES)]
+    pub vnodes: u32,
+    /// Extra argument for every pod (repeatable), e.g. `--pod-arg=--max-message-bytes=16777216`.
+    #[arg(long = "pod-arg", allow_hyphen_values = true)]
+    pub pod_args: Vec<String>,
+    /// Extra argument for the router (repeatable), e.g. `--router-arg=--key-source=header`.
+    #[arg(long = "router-arg", allow_hyphen_values = true)]
+    pub router_args: Vec<String>,
+}
+
+/// Run local mode until Ctrl-C / SIGTERM, then stop every child gracefully.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let token = args.token.clone().unwrap_or_else(random_token);
+    let (redis_url, bus_kind, _redis_child) = start_bus(&args).await?;
+    let launch = Launch {
+        exe: std::env::current_exe().context("locating the wsring binary")?,
+        cluster: args.cluster.clone(),
+        token: token.clone(),
+        redis_url: redis_url.clone(),
+        vnodes: args.vnodes,
+        pod_args: args.pod_args.clone(),
+        router_args: args.router_args.clone(),
+    };
+    let control = TcpListener::bind(args.control_listen)
+        .await
+        .with_context(|| format!("binding the control API on {}", args.control_listen))?;
+    let supervisor = Arc::new(Supervisor::new(launch));
+    supervisor
+        .start_router(args.listen, args.admin_listen)
+        .await
+        .context("starting the router")?;
+    for _ in 0..args.pods {
+        supervisor.add_pod().await.context("starting a pod")?;
+    }
+    let ready = serde_json::json!({
+        "ws": format!("ws://{}/?key=", args.listen),
+        "admin": format!("http://{}", args.admin_listen),
+        "control": format!("http://{}", args.control_listen),
+        "token": token,
+        "bus": bus_kind,
+        "redis": redis_url,
+        "pods": supervisor.pod_names(),
+    });
+    println!("WSRING_DEV_READY {ready}");
+    eprintln!(
+        "\nwsring dev is up: {} pods, bus: {bus_kind}\n  connect:   websocat 'ws://{}/?key=alice'\n  ring:      curl http://{}/ring\n  dashboard: http://{}/\n  add pod:   curl -X POST -H 'authorization: Bearer {token}' http://{}/pods\n  stop pod:  curl -X DELETE -H 'authorization: Bearer {token}' 'http://{}/pods/pod-0?mode=graceful|crash'\n",
+        args.pods, args.listen, args.admin_listen, args.admin_listen, args.control_listen, args.control_listen
+    );
+    let watch = tokio::spawn(supervisor.clone().watch_children());
+    let api = axum::serve(control, control::app(supervisor.clone(), token));
+    tokio::select! {
+        r = api => r.context("control API")?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    watch.abort();
+    supervisor.stop_all().await;
+    Ok(())
+}
+
+/// Choose and, if needed, start the bus; returns its URL, a label, and the redis-server child.
+async fn start_bus(
+    args: &DevArgs,
+) -> anyhow::Result<(String, &'static str, Option<tokio::process::Child>)> {
+    if let Some(url) = &args.redis {
+        return Ok((url.clone(), "redis (given)", None));
+    }
+    if !args.builtin_bus {
+        if let Some(started) = start_redis_server().await? {
+            return Ok((started.0, "redis-server (private)", Some(started.1)));
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("redis://{}", listener.local_addr()?);
+    tokio::spawn(bus::serve(listener));
+    Ok((url, "in-process bus", None))
+}
+
+/// Start a private redis-server on a free loopback port, if one is installed.
+async fn start_redis_server() -> anyhow::Result<Option<(String, tokio::process::Child)>> {
+    let port = supervisor::free_port()?;
+    let child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(child) = child else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    supervisor::wait_for_port(addr)
+        .await
+        .context("redis-server did not start")?;
+    Ok(Some((format!("redis://{addr}"), child)))
+}
+
+/// 32 random hex characters from the OS (via std's randomly seeded hasher state).
+fn random_token() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    (0..2)
+        .map(|i| format!("{:016x}", RandomState::new().hash_one(i)))
+        .collect()
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

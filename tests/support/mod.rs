@@ -1,0 +1,321 @@
+//! Test harness: a real `wsring dev` process (router + pods as child
+//! processes) on free loopback ports with a real redis-server, and real
+//! WebSocket clients. Shared by the top-level integration tests.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsring_core::testkit::{free_port, RedisServer};
+use wsring_core::{Ring, RingSpec};
+
+/// Generous upper bound for anything a test waits on, so a broken build fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `wsring dev` with its own Redis.
+pub struct Dev {
+    child: Child,
+    /// Router public address, `127.0.0.1:PORT`.
+    pub public: String,
+    /// Router admin base URL.
+    pub admin: String,
+    /// Launcher control API base URL.
+    pub control: String,
+    /// Bearer token of admin, push and control APIs.
+    pub token: String,
+    /// The Redis the data plane uses.
+    pub redis: RedisServer,
+    http: reqwest::Client,
+}
+
+impl Dev {
+    /// Start `wsring dev --pods N` against a fresh redis-server; returns once the ring has N pods.
+    pub async fn start(pods: usize) -> Dev {
+        Self::start_with(pods, &[]).await
+    }
+
+    /// Like [`Dev::start`] with extra `wsring dev` arguments.
+    pub async fn start_with(pods: usize, extra: &[&str]) -> Dev {
+        let redis = RedisServer::start();
+        let (public, admin, control) = (free_port(), free_port(), free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
+            .arg("dev")
+            .args(["--pods", &pods.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{public}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .args(["--control-listen", &format!("127.0.0.1:{control}")])
+            .args(["--redis", &redis.url()])
+            .args(["--token", "test-token"])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn wsring dev");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(json) = line.strip_prefix("WSRING_DEV_READY ") {
+                    return serde_json::from_str::<Value>(json).expect("ready json");
+                }
+            }
+            panic!("wsring dev exited before it was ready");
+        })
+        .await
+        .expect("wsring dev ready in time");
+        assert_eq!(ready["pods"].as_array().map(Vec::len), Some(pods));
+        Dev {
+            child,
+            public: format!("127.0.0.1:{public}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            control: format!("http://127.0.0.1:{control}"),
+            token: "test-token".into(),
+            redis,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `ws://…/?key=K` through the router.
+    pub fn url(&self, key: &str) -> String {
+        format!("ws://{}/?key={key}", self.public)
+    }
+
+    /// The router's current ring.
+    pub async fn ring(&self) -> Ring {
+        let body = self
+            .http
+            .get(format!("{}/ring", self.admin))
+            .send()
+            .await
+            .expect("GET /ring")
+            .bytes()
+            .await
+            .expect("ring body");
+        Ring::build(RingSpec::parse(&body).expect("ring json")).expect("ring builds")
+    }
+
+    /// Wait until the router's ring has exactly these member names.
+    pub async fn wait_for_members(&self, names: &[&str]) -> Ring {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ring = self.ring().await;
+            if ring.spec().member_names() == names {
+                return ring;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ring never became {names:?}, is {:?}",
+                ring.spec().member_names()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Control API call: returns (status, json body).
+    pub async fn control(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.control))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("control call");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Admin API call with the token: returns (status, body text).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (u16, String) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.admin))
+            .bearer_auth(&self.token);
+        if let Some((content_type, bytes)) = body {
+            req = req.header("content-type", content_type).body(bytes);
+        }
+        let res = req.send().await.expect("admin call");
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap_or_default())
+    }
+
+    /// A plain HTTP GET on the public port (for refusals before the upgrade).
+    pub async fn public_get(&self, path_and_query: &str) -> (u16, String) {
+        let res = self
+            .http
+            .get(format!("http://{}{path_and_query}", self.public))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .expect("public GET");
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap_or_default())
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+/// What a client saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Text(String),
+    Binary(Vec<u8>),
+    /// Close frame received (code), or `None` when the TCP connection ended without one.
+    Closed(Option<u16>),
+}
+
+type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+
+/// A real WebSocket client whose incoming frames are collected by a task.
+pub struct Client {
+    /// Routing key.
+    pub key: String,
+    /// `x-wsring-pod` of the 101 answer.
+    pub pod: String,
+    sink: Sink,
+    events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Client {
+    /// Connect to `url` (must answer 101 with `x-wsring-pod`).
+    pub async fn connect(url: &str, key: &str) -> Client {
+        let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .unwrap_or_else(|_| panic!("connect {url} timed out"))
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let pod = response
+            .headers()
+            .get("x-wsring-pod")
+            .expect("x-wsring-pod header")
+            .to_str()
+            .expect("ascii pod name")
+            .to_string();
+        let (sink, mut stream) = ws.split();
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let event = match stream.next().await {
+                    Some(Ok(Message::Text(t))) => Event::Text(t.to_string()),
+                    Some(Ok(Message::Binary(b))) => Event::Binary(b.to_vec()),
+                    Some(Ok(Message::Close(frame))) => {
+                        Event::Closed(frame.map(|f| u16::from(f.code)))
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => Event::Closed(None),
+                };
+                let closed = matches!(event, Event::Closed(_));
+                if tx.send(event).is_err() || closed {
+                    break;
+                }
+            }
+        });
+        Client {
+            key: key.to_string(),
+            pod,
+            sink,
+            events,
+        }
+    }
+
+    /// Send a text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.sink
+            .send(Message::text(text))
+            .await
+            .expect("send text");
+    }
+
+    /// Send a binary frame (errors are returned: the peer may have closed).
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        self.sink
+            .send(Message::binary(bytes))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Next event, or `None` after `within` with nothing received.
+    pub async fn next_event(&mut self, within: Duration) -> Option<Event> {
+        tokio::time::timeout(within, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Drain events already received without waiting.
+    pub fn pending_events(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    /// Send a text frame and expect it echoed back unchanged.
+    pub async fn assert_echo(&mut self, text: &str) {
+        self.send_text(text).await;
+        match self.next_event(WAIT).await {
+            Some(Event::Text(t)) => assert_eq!(t, text, "echo of {}", self.key),
+            other => panic!("{}: expected echo of {text:?}, got {other:?}", self.key),
+        }
+    }
+
+    /// Close politely.
+    pub async fn close(mut self) {
+        let _ = self
+            .sink
+            .send(Message::Close(Some(
+                tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "bye".into(),
+                },
+            )))
+            .await;
+    }
+}
+
+/// Connect many clients (bounded concurrency), in key order.
+pub async fn connect_all(dev: &Dev, keys: &[String]) -> Vec<Client> {
+    let mut clients = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let batch = futures_util::future::join_all(
+            chunk.iter().map(|k| Client::connect(&dev.url(k), k)),
+        )
+        .await;
+        clients.extend(batch);
+    }
+    clients
+}
+
+/// `user-0 … user-{n-1}`.
+pub fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user-{i}")).collect()
+}
