@@ -1,1 +1,127 @@
-//! placeholder
+//! wsring operator: runs `WebSocketCluster`s on Kubernetes.
+//!
+//! For each cluster it server-side-applies a StatefulSet of app pods with the
+//! ws-pod sidecar, the router Deployment, their Services, RBAC, an optional
+//! Ingress and a bearer token; it turns the ready endpoints of the pods' headless
+//! Service into the consistent-hash ring (ConfigMap `NAME-ring`), bumping its
+//! version only on a real membership change, and pushes each new ring to every
+//! ready router (`PUT /ring`). Names, ports and labels: `docs/interfaces.md`,
+//! "Kubernetes shape".
+//!
+//! Layout:
+//! - [`crd`]: the `WebSocketCluster` types (spec, status, CRD schema) and spec validation.
+//! - [`resources`]: desired child objects, pure functions of the spec (one module per kind).
+//! - [`membership`]: EndpointSlices → ring members and routers to notify.
+//! - [`resources::ring_configmap`]: the ring document and its version rule.
+//! - [`notify`]: `PUT /ring` to the routers and which routers hold which version.
+//! - [`status`]: status and conditions from what a reconcile observed.
+//! - [`controller`]: `reconcile` / `error_policy`, the `Context`, the watches.
+//! - [`leader`]: Lease-based leader election.
+//! - [`metrics`], [`http`]: Prometheus metrics and the `/metrics` + `/healthz` listener.
+//! - [`error`]: the one error type.
+//!
+//! Binaries: `wsring-operator` (this lib's [`run`]) and `crdgen` (prints the CRD).
+
+pub mod controller;
+pub mod crd;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod membership;
+pub mod metrics;
+pub mod notify;
+pub mod resources;
+pub mod status;
+
+#[cfg(test)]
+pub mod fixtures;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::{Future, FutureExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+
+pub use crate::crd::{WebSocketCluster, WebSocketClusterSpec, WebSocketClusterStatus};
+pub use crate::error::Error;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for log pipelines).
+    Json,
+}
+
+/// Operator settings: every flag also read from its env var (docs/interfaces.md).
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// Listener for `/metrics` and `/healthz`.
+    #[arg(long, env = "WSRING_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WSRING_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Hold the Lease `wsring-operator` in `POD_NAMESPACE` before reconciling, so
+    /// only one of several replicas is active.
+    #[arg(long, env = "WSRING_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    /// Log format.
+    #[arg(long, env = "WSRING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Run the operator until `shutdown` resolves: check the CRD, serve metrics,
+/// optionally win the Lease, then reconcile.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let shutdown = shutdown.boxed().shared();
+    let client = Client::try_default().await?;
+    check_crd(&client, config.namespace.as_deref()).await?;
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(metrics::Metrics::default().register(&mut registry));
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(listen = %config.listen, "serving /metrics and /healthz");
+    let server = tokio::spawn(http::serve(listener, Arc::new(registry), shutdown.clone()));
+
+    let work = controller::run(client.clone(), config.namespace.clone(), metrics, shutdown.clone());
+    let result = if config.leader_election {
+        let ns = std::env::var("POD_NAMESPACE").map_err(|_| {
+            Error::Leader("--leader-election needs POD_NAMESPACE (downward API metadata.namespace)".into())
+        })?;
+        let identity = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| hostname::get().ok().and_then(|h| h.into_string().ok()))
+            .ok_or_else(|| Error::Leader("no POD_NAME or hostname for the lease identity".into()))?;
+        tracing::info!(%identity, namespace = %ns, lease = leader::LEASE_NAME, "leader election on");
+        let elector = leader::LeaderElector::new(
+            Api::<Lease>::namespaced(client, &ns),
+            identity,
+            leader::Timing::default(),
+        );
+        elector.run(work, shutdown.clone()).await
+    } else {
+        work.await;
+        Ok(())
+    };
+    server.abort();
+    result
+}
+
+/// Fail fast, with the fix, when the CRD is missing.
+async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), Error> {
+    let api: Api<WebSocketCluster> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::CrdNotInstalled),
+        Err(e) => Err(e.into()),
+    }
+}

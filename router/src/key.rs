@@ -7,7 +7,7 @@
 //! [`Error::BadKey`] (400) naming the exact problem, before anything is
 //! forwarded to a pod.
 
-use http::request::Parts;
+use http::{HeaderMap, Uri};
 use wsring_core::protocol::decode_percent;
 
 use crate::config::KeySource;
@@ -31,16 +31,13 @@ impl KeyExtractor {
         }
     }
 
-    /// The decoded, validated routing key of `request`.
-    pub fn extract(&self, request: &Parts) -> Result<String, Error> {
+    /// The decoded, validated routing key of a request for `uri` with `headers`.
+    pub fn extract(&self, uri: &Uri, headers: &HeaderMap) -> Result<String, Error> {
         let raw = match self.source {
-            KeySource::Query => request
-                .uri
-                .query()
-                .and_then(|q| query_param(q, &self.name)),
-            KeySource::Header => self.header(request)?,
-            KeySource::Path => path_segment(request.uri.path(), &self.name),
-            KeySource::Cookie => self.cookie(request)?,
+            KeySource::Query => uri.query().and_then(|q| query_param(q, &self.name)),
+            KeySource::Header => self.header(headers)?,
+            KeySource::Path => path_segment(uri.path(), &self.name),
+            KeySource::Cookie => self.cookie(headers),
         };
         let raw = raw.ok_or_else(|| {
             Error::bad_key(
@@ -49,6 +46,11 @@ impl KeyExtractor {
             )
         })?;
         self.decode(raw)
+    }
+
+    /// The longest accepted key, in bytes.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// Human description of where the key is expected, for error messages.
@@ -62,8 +64,8 @@ impl KeyExtractor {
         }
     }
 
-    fn header<'a>(&self, request: &'a Parts) -> Result<Option<&'a str>, Error> {
-        match request.headers.get(self.name.as_str()) {
+    fn header<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, Error> {
+        match headers.get(self.name.as_str()) {
             None => Ok(None),
             Some(value) => value.to_str().map(Some).map_err(|_| {
                 Error::bad_key(
@@ -77,16 +79,12 @@ impl KeyExtractor {
         }
     }
 
-    fn cookie<'a>(&self, request: &'a Parts) -> Result<Option<&'a str>, Error> {
-        for value in request.headers.get_all(http::header::COOKIE) {
-            let Ok(value) = value.to_str() else {
-                continue;
-            };
-            if let Some(found) = cookie_value(value, &self.name) {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
+    fn cookie<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(|value| cookie_value(value, &self.name))
     }
 
     /// Percent-decode and validate a raw key.
@@ -190,12 +188,29 @@ fn bad_escape(raw: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    struct Parts {
+        uri: Uri,
+        headers: HeaderMap,
+    }
+
     fn parts(uri: &str, headers: &[(&str, &[u8])]) -> Parts {
-        let mut builder = http::Request::get(uri);
+        let mut map = HeaderMap::new();
         for (name, value) in headers {
-            builder = builder.header(*name, http::HeaderValue::from_bytes(value).unwrap());
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
         }
-        builder.body(()).unwrap().into_parts().0
+        Parts {
+            uri: uri.parse().unwrap(),
+            headers: map,
+        }
+    }
+
+    impl KeyExtractor {
+        fn extract_parts(&self, p: &Parts) -> Result<String, Error> {
+            self.extract(&p.uri, &p.headers)
+        }
     }
 
     fn problem(result: Result<String, Error>) -> KeyProblem {
@@ -212,17 +227,17 @@ mod tests {
     #[test]
     fn query_parameter_is_found_and_decoded() {
         let q = query();
-        assert_eq!(q.extract(&parts("/ws?key=user-1", &[])).unwrap(), "user-1");
+        assert_eq!(q.extract_parts(&parts("/ws?key=user-1", &[])).unwrap(), "user-1");
         assert_eq!(
-            q.extract(&parts("/ws?a=1&key=a%20b%2Fc&key=second", &[]))
+            q.extract_parts(&parts("/ws?a=1&key=a%20b%2Fc&key=second", &[]))
                 .unwrap(),
             "a b/c",
             "first occurrence wins, %XX decoded"
         );
-        assert_eq!(q.extract(&parts("/?k%65y=x", &[])).unwrap(), "x");
-        assert_eq!(q.extract(&parts("/?key=a+b", &[])).unwrap(), "a+b");
+        assert_eq!(q.extract_parts(&parts("/?k%65y=x", &[])).unwrap(), "x");
+        assert_eq!(q.extract_parts(&parts("/?key=a+b", &[])).unwrap(), "a+b");
         assert_eq!(
-            q.extract(&parts("/?key=%C3%BC", &[])).unwrap(),
+            q.extract_parts(&parts("/?key=%C3%BC", &[])).unwrap(),
             "ü",
             "UTF-8 keys"
         );
@@ -231,49 +246,49 @@ mod tests {
     #[test]
     fn query_key_problems_are_named() {
         let q = query();
-        assert_eq!(problem(q.extract(&parts("/ws", &[]))), KeyProblem::Missing);
+        assert_eq!(problem(q.extract_parts(&parts("/ws", &[]))), KeyProblem::Missing);
         assert_eq!(
-            problem(q.extract(&parts("/ws?other=1", &[]))),
+            problem(q.extract_parts(&parts("/ws?other=1", &[]))),
             KeyProblem::Missing
         );
-        assert_eq!(problem(q.extract(&parts("/ws?key=", &[]))), KeyProblem::Empty);
-        assert_eq!(problem(q.extract(&parts("/ws?key", &[]))), KeyProblem::Empty);
+        assert_eq!(problem(q.extract_parts(&parts("/ws?key=", &[]))), KeyProblem::Empty);
+        assert_eq!(problem(q.extract_parts(&parts("/ws?key", &[]))), KeyProblem::Empty);
         assert_eq!(
-            problem(q.extract(&parts(&format!("/?key={}", "x".repeat(17)), &[]))),
+            problem(q.extract_parts(&parts(&format!("/?key={}", "x".repeat(17)), &[]))),
             KeyProblem::TooLong
         );
         assert_eq!(
-            problem(q.extract(&parts(&format!("/?key={}", "%41".repeat(17)), &[]))),
+            problem(q.extract_parts(&parts(&format!("/?key={}", "%41".repeat(17)), &[]))),
             KeyProblem::TooLong,
             "the limit applies to the decoded key"
         );
         assert_eq!(
-            q.extract(&parts(&format!("/?key={}", "%41".repeat(16)), &[]))
+            q.extract_parts(&parts(&format!("/?key={}", "%41".repeat(16)), &[]))
                 .unwrap(),
             "A".repeat(16)
         );
         assert_eq!(
-            problem(q.extract(&parts(&format!("/?key={}", "x".repeat(100)), &[]))),
+            problem(q.extract_parts(&parts(&format!("/?key={}", "x".repeat(100)), &[]))),
             KeyProblem::TooLong
         );
         assert_eq!(
-            problem(q.extract(&parts("/?key=a%zz", &[]))),
+            problem(q.extract_parts(&parts("/?key=a%zz", &[]))),
             KeyProblem::BadEscape
         );
         assert_eq!(
-            problem(q.extract(&parts("/?key=a%4", &[]))),
+            problem(q.extract_parts(&parts("/?key=a%4", &[]))),
             KeyProblem::BadEscape
         );
         assert_eq!(
-            problem(q.extract(&parts("/?key=%FF%FE", &[]))),
+            problem(q.extract_parts(&parts("/?key=%FF%FE", &[]))),
             KeyProblem::NotUtf8
         );
         assert_eq!(
-            problem(q.extract(&parts("/?key=a%0Ab", &[]))),
+            problem(q.extract_parts(&parts("/?key=a%0Ab", &[]))),
             KeyProblem::ControlCharacters
         );
         assert_eq!(
-            problem(q.extract(&parts("/?key=%00", &[]))),
+            problem(q.extract_parts(&parts("/?key=%00", &[]))),
             KeyProblem::ControlCharacters
         );
     }
@@ -282,20 +297,20 @@ mod tests {
     fn header_source() {
         let h = KeyExtractor::new(KeySource::Header, "x-room", 16);
         assert_eq!(
-            h.extract(&parts("/", &[("x-room", b"room%201")])).unwrap(),
+            h.extract_parts(&parts("/", &[("x-room", b"room%201")])).unwrap(),
             "room 1"
         );
-        assert_eq!(problem(h.extract(&parts("/", &[]))), KeyProblem::Missing);
+        assert_eq!(problem(h.extract_parts(&parts("/", &[]))), KeyProblem::Missing);
         assert_eq!(
-            problem(h.extract(&parts("/", &[("x-room", b"")]))),
+            problem(h.extract_parts(&parts("/", &[("x-room", b"")]))),
             KeyProblem::Empty
         );
         assert_eq!(
-            problem(h.extract(&parts("/", &[("x-room", b"\xff\xfe")]))),
+            problem(h.extract_parts(&parts("/", &[("x-room", b"\xff\xfe")]))),
             KeyProblem::NotUtf8
         );
         assert_eq!(
-            problem(h.extract(&parts("/", &[("x-room", b"%%")]))),
+            problem(h.extract_parts(&parts("/", &[("x-room", b"%%")]))),
             KeyProblem::BadEscape
         );
     }
@@ -303,51 +318,51 @@ mod tests {
     #[test]
     fn path_source() {
         let p = KeyExtractor::new(KeySource::Path, "rooms", 16);
-        assert_eq!(p.extract(&parts("/rooms/lobby", &[])).unwrap(), "lobby");
+        assert_eq!(p.extract_parts(&parts("/rooms/lobby", &[])).unwrap(), "lobby");
         assert_eq!(
-            p.extract(&parts("/api/rooms/a%2Fb/ws?x=1", &[])).unwrap(),
+            p.extract_parts(&parts("/api/rooms/a%2Fb/ws?x=1", &[])).unwrap(),
             "a/b"
         );
-        assert_eq!(problem(p.extract(&parts("/rooms", &[]))), KeyProblem::Missing);
-        assert_eq!(problem(p.extract(&parts("/other/x", &[]))), KeyProblem::Missing);
-        assert_eq!(problem(p.extract(&parts("/rooms/", &[]))), KeyProblem::Empty);
+        assert_eq!(problem(p.extract_parts(&parts("/rooms", &[]))), KeyProblem::Missing);
+        assert_eq!(problem(p.extract_parts(&parts("/other/x", &[]))), KeyProblem::Missing);
+        assert_eq!(problem(p.extract_parts(&parts("/rooms/", &[]))), KeyProblem::Empty);
         assert_eq!(
-            problem(p.extract(&parts("/rooms/%E0%A4", &[]))),
+            problem(p.extract_parts(&parts("/rooms/%E0%A4", &[]))),
             KeyProblem::NotUtf8
         );
 
         let last = KeyExtractor::new(KeySource::Path, "", 16);
-        assert_eq!(last.extract(&parts("/ws/user-9", &[])).unwrap(), "user-9");
-        assert_eq!(last.extract(&parts("/user-9?x", &[])).unwrap(), "user-9");
-        assert_eq!(problem(last.extract(&parts("/ws/", &[]))), KeyProblem::Empty);
-        assert_eq!(problem(last.extract(&parts("/", &[]))), KeyProblem::Missing);
+        assert_eq!(last.extract_parts(&parts("/ws/user-9", &[])).unwrap(), "user-9");
+        assert_eq!(last.extract_parts(&parts("/user-9?x", &[])).unwrap(), "user-9");
+        assert_eq!(problem(last.extract_parts(&parts("/ws/", &[]))), KeyProblem::Empty);
+        assert_eq!(problem(last.extract_parts(&parts("/", &[]))), KeyProblem::Missing);
     }
 
     #[test]
     fn cookie_source() {
         let c = KeyExtractor::new(KeySource::Cookie, "sid", 16);
         assert_eq!(
-            c.extract(&parts("/", &[("cookie", b"a=1; sid=abc; b=2")]))
+            c.extract_parts(&parts("/", &[("cookie", b"a=1; sid=abc; b=2")]))
                 .unwrap(),
             "abc"
         );
         assert_eq!(
-            c.extract(&parts("/", &[("cookie", b"a=1"), ("cookie", b"sid=\"q%20v\"")]))
+            c.extract_parts(&parts("/", &[("cookie", b"a=1"), ("cookie", b"sid=\"q%20v\"")]))
                 .unwrap(),
             "q v",
             "second Cookie header, quoted value"
         );
         assert_eq!(
-            problem(c.extract(&parts("/", &[("cookie", b"xsid=1")]))),
+            problem(c.extract_parts(&parts("/", &[("cookie", b"xsid=1")]))),
             KeyProblem::Missing
         );
-        assert_eq!(problem(c.extract(&parts("/", &[]))), KeyProblem::Missing);
+        assert_eq!(problem(c.extract_parts(&parts("/", &[]))), KeyProblem::Missing);
         assert_eq!(
-            problem(c.extract(&parts("/", &[("cookie", b"sid=")]))),
+            problem(c.extract_parts(&parts("/", &[("cookie", b"sid=")]))),
             KeyProblem::Empty
         );
         assert_eq!(
-            problem(c.extract(&parts("/", &[("cookie", b"sid=%G1")]))),
+            problem(c.extract_parts(&parts("/", &[("cookie", b"sid=%G1")]))),
             KeyProblem::BadEscape
         );
     }
@@ -355,7 +370,7 @@ mod tests {
     #[test]
     fn error_messages_name_the_source() {
         let err = KeyExtractor::new(KeySource::Cookie, "sid", 16)
-            .extract(&parts("/", &[]))
+            .extract_parts(&parts("/", &[]))
             .unwrap_err();
         assert_eq!(err.code(), "missing_key");
         assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);

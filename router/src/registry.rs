@@ -64,8 +64,6 @@ pub struct Registry {
     router_id: String,
     next: AtomicU64,
     entries: Mutex<HashMap<u64, Entry>>,
-    /// Notified when the last connection deregisters (graceful drain).
-    emptied: Notify,
     active: Gauge,
 }
 
@@ -76,7 +74,6 @@ impl Registry {
             router_id: router_id.into(),
             next: AtomicU64::new(1),
             entries: Mutex::new(HashMap::new()),
-            emptied: Notify::new(),
             active,
         }
     }
@@ -180,19 +177,6 @@ impl Registry {
             .count()
     }
 
-    /// Wait until no connection is live.
-    pub async fn wait_empty(&self) {
-        loop {
-            let notified = self.emptied.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_empty() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     /// All live connections, oldest first.
     pub fn snapshot(&self) -> Vec<ConnectionInfo> {
         let entries = self.entries();
@@ -218,9 +202,6 @@ impl Registry {
         let mut entries = self.entries();
         if entries.remove(&n).is_some() {
             self.active.dec();
-        }
-        if entries.is_empty() {
-            self.emptied.notify_waiters();
         }
     }
 }
@@ -377,20 +358,5 @@ mod tests {
         assert_eq!(reg.force_close(&ids, 2), 1);
         // The permit is stored: the tunnel sees it even if it waits later.
         a.cancelled().await;
-    }
-
-    #[tokio::test]
-    async fn wait_empty_returns_once_the_last_connection_is_gone() {
-        let reg = registry();
-        let a = reg.register("k", "p", 1);
-        let waiter = tokio::spawn({
-            let reg = reg.clone();
-            async move { reg.wait_empty().await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        drop(a);
-        waiter.await.unwrap();
-        reg.wait_empty().await;
     }
 }

@@ -1,1 +1,59 @@
-//! placeholder
+//! ws-pod: the sidecar in every wsring pod.
+//!
+//! It terminates the WebSocket connections a router tunnels to this pod, runs
+//! them against the built-in echo app or the app container (`--upstream`), and
+//! can close any one of them without the app's help: a reset on the pod's Redis
+//! channel closes exactly the connections whose key moved with 4001, SIGTERM
+//! closes all with 1001. Its admin port serves health, metrics, the connection
+//! list and the push API. docs/interfaces.md is the contract it implements.
+//!
+//! The `ws-pod` binary and the local launcher (`wsring pod`) both call [`run`]
+//! with a [`Config`]; [`Server::bind`] + [`Server::run`] do the same in two steps
+//! for callers that need the bound addresses first (port 0 in tests).
+//!
+//! # Layout
+//!
+//! - [`config`]: flags and env vars ([`Config`]), checked once at start-up.
+//! - [`server`]: bind, serve, drain ([`Server`], [`PodHandle`]).
+//! - `listener`: accept loop and the per-connection task (upgrade → register → relay → close).
+//! - [`handshake`]: what is read from the upgrade request, `x-wsring-pod` on the 101.
+//! - [`connection`]: the relay between client and app, generic over `Sink`/`Stream`.
+//! - [`app`]: the echo app and the upstream app connection.
+//! - [`mailbox`]: the control channel into one connection task (close orders, pushes).
+//! - [`registry`]: id → (key, since, mailbox), indexed by id and by key.
+//! - [`control`]: the Redis reset channel and what a control message does.
+//! - [`push`]: push bodies → frames → connections.
+//! - [`admin`]: the admin HTTP API ([`admin_app`]).
+//! - [`drain`]: tracked connection tasks and the SIGTERM sequence.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`probe`]: `ws-pod probe`, one echo round trip.
+//! - [`error`]: the crate's [`Error`].
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod connection;
+pub mod control;
+pub mod drain;
+pub mod error;
+pub mod handshake;
+mod listener;
+pub mod mailbox;
+pub mod metrics;
+pub mod probe;
+pub mod push;
+pub mod registry;
+pub mod server;
+
+use std::future::Future;
+
+pub use admin::{admin_app, AdminState};
+pub use config::Config;
+pub use error::Error;
+pub use probe::{probe, ProbeArgs, ProbeReport};
+pub use server::{PodHandle, Server};
+
+/// Run a pod until `shutdown` resolves, then drain it (see [`Server::run`]).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    Server::bind(config).await?.run(shutdown).await
+}

@@ -1,1 +1,69 @@
-fn main(){}
+//! `ws-pod`: serve (default) or `ws-pod probe --url ws://…`. All the work is in the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use ws_pod::{Config, ProbeArgs};
+
+/// wsring pod sidecar: terminates WebSocket in front of the app.
+#[derive(Debug, Parser)]
+#[command(name = "ws-pod", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    serve: Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve WebSocket connections (the default).
+    Serve(Config),
+    /// Open a WebSocket, send a text frame and expect it back (helm test).
+    Probe(ProbeArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Probe(args)) => {
+            let report = ws_pod::probe(&args).await?;
+            println!(
+                "ok: echo from pod {} in {:?}",
+                report.pod.as_deref().unwrap_or("(no x-wsring-pod header)"),
+                report.round_trip
+            );
+            Ok(())
+        }
+        Some(Command::Serve(config)) => serve(config).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    ws_pod::run(config, shutdown_signal()).await.context("ws-pod failed")
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// `RUST_LOG` filter (default `info`), JSON lines when `WSRING_LOG_FORMAT=json`, to stderr.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("WSRING_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,403 @@
+//! The reconciler: one pass makes the cluster's children match the spec and the
+//! ring match the ready pods.
+//!
+//! Order of one pass (ring first, so a membership change reaches the routers
+//! after five API round trips rather than after every child apply):
+//! 1. token Secret `NAME-token`: read, or create once if absent;
+//! 2. EndpointSlices of `NAME-pods` → members;
+//! 3. ring ConfigMap: read the published ring, decide the next (the version moves
+//!    only on a real change), apply if different;
+//! 4. EndpointSlices of `NAME-router-admin` → `PUT /ring` to routers that lack it;
+//! 5. server-side apply of RBAC, Services, StatefulSet, router Deployment, Ingress;
+//! 6. events for what changed, then the status (only when it differs).
+//!
+//! Triggers: spec changes of the `WebSocketCluster` (generation predicate, so the
+//! operator's own status writes do not loop), changes of owned children, and every
+//! EndpointSlice change of its Services.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Future, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::crd::WebSocketCluster;
+use crate::membership::{self, SERVICE_NAME_LABEL};
+use crate::metrics::Metrics;
+use crate::notify::{Notifier, RouterAcks};
+use crate::resources::{
+    ingress, rbac, ring_configmap, router, services, statefulset, token, Names, MANAGER,
+};
+use crate::status::{self, Observed};
+use crate::Error;
+
+/// Requeue of a converged cluster: a safety net, every real change triggers sooner.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue while something is still moving or a router missed the ring.
+const RETRY: Duration = Duration::from_secs(10);
+/// Requeue after a failed reconcile.
+const ERROR_RETRY: Duration = Duration::from_secs(15);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Kubernetes events on the clusters.
+    pub recorder: Recorder,
+    /// Operator metrics.
+    pub metrics: Arc<Metrics>,
+    /// HTTP client for `PUT /ring`.
+    pub notifier: Notifier,
+    /// Which routers already hold which ring version.
+    pub acks: RouterAcks,
+}
+
+impl Context {
+    /// A context for the live operator.
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            notifier: Notifier::default(),
+            acks: RouterAcks::default(),
+        }
+    }
+}
+
+/// Reconcile one `WebSocketCluster`.
+pub async fn reconcile(wsc: Arc<WebSocketCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started();
+    let ns = wsc.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let name = wsc.name_any();
+    let key = format!("{ns}/{name}");
+    if wsc.meta().deletion_timestamp.is_some() {
+        // Children carry controller owner references: the garbage collector removes them.
+        ctx.acks.forget(&key);
+        return Ok(Action::await_change());
+    }
+    let mut events = Vec::new();
+
+    if let Err(Error::InvalidSpec(why)) = wsc.spec.validate() {
+        tracing::warn!(cluster = %key, %why, "invalid spec, nothing applied");
+        events.push(warning("InvalidSpec", "Validate", why.clone()));
+        let observed = Observed {
+            invalid_spec: Some(why),
+            ..Observed::default()
+        };
+        publish(&ctx, &wsc, events).await;
+        write_status(&ctx, &wsc, &observed).await?;
+        return Ok(Action::await_change());
+    }
+
+    // 1. Token.
+    let token = ensure_token(&ctx, &wsc, &ns, &mut events).await?;
+
+    // 2. Members.
+    let slices = list_slices(&ctx.client, &ns, &Names::pods_service(&name)).await?;
+    let members = membership::members(&slices);
+
+    // 3. Ring ConfigMap.
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing_cm = cms.get_opt(&Names::ring_configmap(&name)).await?;
+    let existing = existing_cm.as_ref().and_then(ring_configmap::read_ring);
+    let floor = wsc.status.as_ref().map_or(0, |s| s.ring_version);
+    let next = ring_configmap::next_ring(existing.as_ref(), floor, &wsc, members)?;
+    if !ring_configmap::holds(existing_cm.as_ref(), &next.ring) {
+        apply(&ctx.client, &ns, &ring_configmap::configmap(&wsc, &next.ring)).await?;
+    }
+    ctx.metrics.set_ring_version(&ns, &name, next.ring.version);
+    if next.changed {
+        let note = ring_note(&next);
+        tracing::info!(cluster = %key, version = next.ring.version, %note, "ring updated");
+        events.push(normal("RingUpdated", "PublishRing", note));
+    }
+
+    // 4. Routers.
+    let router_slices = list_slices(&ctx.client, &ns, &Names::router_admin_service(&name)).await?;
+    let routers = membership::routers(&router_slices);
+    let failures = ctx
+        .notifier
+        .notify_all(&ctx.acks, &key, &routers, &token, &next.ring)
+        .await;
+    let notify_failures: Vec<String> = failures
+        .iter()
+        .map(|e| match e {
+            Error::Notify { router, .. } => router.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    if !failures.is_empty() {
+        for e in &failures {
+            ctx.metrics.notify_failures.inc();
+            tracing::warn!(cluster = %key, error = %e, "router notification failed");
+        }
+        let note = failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        events.push(warning("RouterNotifyFailed", "NotifyRouters", note));
+    }
+
+    // 5. Children.
+    apply(&ctx.client, &ns, &rbac::service_account(&wsc)).await?;
+    apply(&ctx.client, &ns, &rbac::role(&wsc)).await?;
+    apply(&ctx.client, &ns, &rbac::role_binding(&wsc)).await?;
+    apply(&ctx.client, &ns, &services::pods_service(&wsc)).await?;
+    let sts = apply(&ctx.client, &ns, &statefulset::statefulset(&wsc)).await?;
+    apply(&ctx.client, &ns, &services::router_service(&wsc)).await?;
+    apply(&ctx.client, &ns, &services::router_admin_service(&wsc)).await?;
+    let deploy = apply(&ctx.client, &ns, &router::deployment(&wsc)).await?;
+    reconcile_ingress(&ctx, &wsc, &ns).await?;
+
+    // 6. Events and status.
+    let observed = Observed {
+        pods: sts.status.as_ref().map_or(0, |s| s.replicas),
+        members: next.ring.member_names().iter().map(|n| n.to_string()).collect(),
+        ring_version: next.ring.version,
+        routers_ready: deploy
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+        notify_failures,
+        invalid_spec: None,
+    };
+    publish(&ctx, &wsc, events).await;
+    let settled = write_status(&ctx, &wsc, &observed).await?;
+    Ok(if settled && failures.is_empty() {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(RETRY)
+    })
+}
+
+/// Count the failure and retry later; the error is already in the controller's log line.
+pub fn error_policy(wsc: Arc<WebSocketCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %wsc.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(error);
+    Action::requeue(ERROR_RETRY)
+}
+
+/// Read the token, creating the Secret the first time.
+async fn ensure_token(
+    ctx: &Context,
+    wsc: &WebSocketCluster,
+    ns: &str,
+    events: &mut Vec<Event>,
+) -> Result<String, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let name = Names::token_secret(&wsc.name_any());
+    if let Some(secret) = secrets.get_opt(&name).await? {
+        return token::read_token(&secret).ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "Secret {name} has no usable key {:?}; delete it to have a new token generated",
+                token::TOKEN_KEY
+            ))
+        });
+    }
+    let fresh = token::generate_token();
+    let pp = PostParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    secrets.create(&pp, &token::token_secret(wsc, &fresh)).await?;
+    events.push(normal(
+        "TokenCreated",
+        "CreateToken",
+        format!("generated the bearer token in Secret {name}"),
+    ));
+    Ok(fresh)
+}
+
+/// Apply the Ingress, or delete ours when it was disabled.
+async fn reconcile_ingress(ctx: &Context, wsc: &WebSocketCluster, ns: &str) -> Result<(), Error> {
+    if let Some(desired) = ingress::ingress(wsc) {
+        apply(&ctx.client, ns, &desired).await?;
+        return Ok(());
+    }
+    let api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(existing) = api.get_opt(&wsc.name_any()).await? else {
+        return Ok(());
+    };
+    let ours = existing
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == wsc.uid().as_ref());
+    if ours {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: existing.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        api.delete(&existing.name_any(), &dp).await?;
+    }
+    Ok(())
+}
+
+/// Server-side apply of one namespaced child; returns the object as stored.
+async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.name"))?;
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj))
+        .await?)
+}
+
+async fn list_slices(client: &Client, ns: &str, service: &str) -> Result<Vec<EndpointSlice>, Error> {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={service}"));
+    Ok(api.list(&lp).await?.items)
+}
+
+/// Apply the status if it differs from the stored one. Returns true when the
+/// cluster is settled (Ready and not Progressing).
+async fn write_status(ctx: &Context, wsc: &WebSocketCluster, observed: &Observed) -> Result<bool, Error> {
+    let now = Time(Timestamp::now());
+    let status = status::desired_status(wsc, observed, &now);
+    let settled = status
+        .conditions
+        .iter()
+        .all(|c| match c.type_.as_str() {
+            "Ready" => c.status == "True",
+            _ => c.status == "False",
+        });
+    if wsc.status.as_ref() == Some(&status) {
+        return Ok(settled);
+    }
+    let api: Api<WebSocketCluster> =
+        Api::namespaced(ctx.client.clone(), &wsc.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": WebSocketCluster::api_version(&()),
+        "kind": WebSocketCluster::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &wsc.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(settled)
+}
+
+async fn publish(ctx: &Context, wsc: &WebSocketCluster, events: Vec<Event>) {
+    let reference = wsc.object_ref(&());
+    for event in events {
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(cluster = %wsc.name_any(), reason = %event.reason, error = %e, "could not publish event");
+        }
+    }
+}
+
+fn ring_note(next: &ring_configmap::NextRing) -> String {
+    let mut note = format!(
+        "ring version {}: {} members",
+        next.ring.version,
+        next.ring.members.len()
+    );
+    if !next.added.is_empty() {
+        note.push_str(&format!(", added {}", next.added.join(",")));
+    }
+    if !next.removed.is_empty() {
+        note.push_str(&format!(", removed {}", next.removed.join(",")));
+    }
+    note
+}
+
+fn normal(reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Normal,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    }
+}
+
+fn warning(reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Run the controller until `shutdown` resolves (in-flight reconciles finish first).
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = namespace.as_deref();
+    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    let (reader, writer) = reflector::store();
+    let clusters = watcher(
+        scoped::<WebSocketCluster>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let ours = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+
+    Controller::for_stream(clusters, reader)
+        .owns(scoped::<StatefulSet>(&client, ns), ours.clone())
+        .owns(scoped::<Deployment>(&client, ns), ours.clone())
+        .owns(scoped::<Service>(&client, ns), ours.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), ours.clone())
+        .watches(scoped::<EndpointSlice>(&client, ns), ours, |slice| {
+            membership::cluster_for_slice(&slice)
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(cluster = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+            }
+        })
+        .await;
+}

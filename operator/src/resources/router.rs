@@ -1,0 +1,124 @@
+//! The router Deployment `NAME-router`: routers are stateless (the ring comes
+//! from the ConfigMap and `PUT /ring`), so a Deployment is enough.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{Container, PodSecurityContext, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::ResourceExt;
+
+use super::{
+    child_meta, container_port, default_image, field_env, http_probe, labels, redis_env,
+    restricted_security_context, selector_labels, token_env, value_env, Component, Names,
+    ROUTER_ADMIN_PORT, ROUTER_WS_PORT,
+};
+use crate::crd::WebSocketCluster;
+
+/// Name of the router container.
+pub const CONTAINER_NAME: &str = "router";
+
+/// The desired router Deployment.
+pub fn deployment(wsc: &WebSocketCluster) -> Deployment {
+    let name = wsc.name_any();
+    Deployment {
+        metadata: child_meta(wsc, Names::router(&name), Component::Router),
+        spec: Some(DeploymentSpec {
+            replicas: Some(wsc.spec.router.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(wsc, Component::Router)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(wsc, Component::Router)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(Names::router(&name)),
+                    containers: vec![container(wsc)],
+                    termination_grace_period_seconds: Some(30),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        ..PodSecurityContext::default()
+                    }),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn container(wsc: &WebSocketCluster) -> Container {
+    let name = wsc.name_any();
+    let key = &wsc.spec.routing.key;
+    let mut env = vec![
+        field_env("WSRING_ROUTER_ID", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        value_env("WSRING_CLUSTER", name.clone()),
+        value_env("WSRING_LISTEN", format!("0.0.0.0:{ROUTER_WS_PORT}")),
+        value_env("WSRING_ADMIN_LISTEN", format!("0.0.0.0:{ROUTER_ADMIN_PORT}")),
+        value_env("WSRING_KEY_SOURCE", key.from.as_str().to_string()),
+        value_env("WSRING_KEY_NAME", key.name.clone()),
+        value_env("WSRING_RING_CONFIGMAP", Names::ring_configmap(&name)),
+        token_env(wsc),
+    ];
+    env.extend(redis_env(wsc));
+    Container {
+        name: CONTAINER_NAME.to_string(),
+        image: Some(
+            wsc.spec
+                .images
+                .router
+                .clone()
+                .unwrap_or_else(|| default_image("wsring-router")),
+        ),
+        image_pull_policy: Some(wsc.spec.images.pull_policy.as_str().to_string()),
+        env: Some(env),
+        ports: Some(vec![
+            container_port("ws", ROUTER_WS_PORT),
+            container_port("admin", ROUTER_ADMIN_PORT),
+        ]),
+        readiness_probe: Some(http_probe("/readyz", "admin", 5, 2)),
+        liveness_probe: Some(http_probe("/healthz", "admin", 10, 3)),
+        resources: wsc.spec.router.resources.clone(),
+        security_context: Some(restricted_security_context()),
+        ..Container::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::KeySource;
+
+    fn env(d: &Deployment, name: &str) -> Option<String> {
+        let c = &d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        c.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    }
+
+    #[test]
+    fn router_reads_key_and_watches_the_ring_configmap() {
+        let mut wsc = WebSocketCluster::test();
+        wsc.spec.routing.key.from = KeySource::Header;
+        wsc.spec.routing.key.name = "x-room".into();
+        wsc.spec.router.replicas = 3;
+        let d = deployment(&wsc);
+        assert_eq!(d.metadata.name.as_deref(), Some("chat-router"));
+        assert_eq!(d.spec.as_ref().unwrap().replicas, Some(3));
+        assert_eq!(env(&d, "WSRING_KEY_SOURCE").as_deref(), Some("header"));
+        assert_eq!(env(&d, "WSRING_KEY_NAME").as_deref(), Some("x-room"));
+        assert_eq!(env(&d, "WSRING_RING_CONFIGMAP").as_deref(), Some("chat-ring"));
+        assert_eq!(env(&d, "WSRING_CLUSTER").as_deref(), Some("chat"));
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("chat-router"));
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("ghcr.io/wsring/wsring-router:0.1.0")
+        );
+    }
+}

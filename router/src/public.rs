@@ -1,0 +1,188 @@
+//! The public listener: read one upgrade request, route it, hand it to the tunnel.
+//!
+//! Each accepted connection is served by hyper's HTTP/1 server for exactly
+//! one request (no keep-alive: a WebSocket endpoint has no second request),
+//! with a bounded header size and a handshake deadline. Refusals are JSON
+//! (`{"error", "message"}`) and happen before anything reaches a pod. On a
+//! 101 from the pod, both raw TCP streams are taken back from hyper and
+//! handed to [`crate::tunnel::splice`] in a task of their own; the hyper
+//! connection task ends there, so an open tunnel keeps no HTTP state.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use wsring_core::protocol::{HEADER_POD, HEADER_PREFIX};
+
+use crate::registry::Registration;
+use crate::state::{Route, Shared};
+use crate::tunnel::{self, splice};
+use crate::upstream::{self, Accepted, Forwarding};
+use crate::Error;
+
+/// Largest request head accepted (request line and headers); bigger ones get 431.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Accept connections until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE/ENFILE: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let shared_for_task = shared.clone();
+        shared
+            .tasks
+            .spawn(serve_connection(stream, peer, shared_for_task));
+    }
+}
+
+/// Serve the one upgrade request of a client connection.
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    tunnel::tune(&stream);
+    let timeout = shared.handshake_timeout;
+    let service = service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(shared, request, peer).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    // The connection future ends once the 101 is written (the tunnel task
+    // takes over) or the refusal is sent: all of it within the handshake timeout.
+    match tokio::time::timeout(timeout, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "client connection failed"),
+        Err(_) => tracing::debug!(%peer, "handshake timed out"),
+    }
+}
+
+/// Answer one request: a 101 from the pod, or a JSON refusal.
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    match proxy(&shared, request).await {
+        Ok(response) => {
+            shared.metrics.upgraded();
+            response
+        }
+        Err(error) => {
+            shared.metrics.upgrade_failed(error.code());
+            tracing::debug!(%peer, code = error.code(), %error, "upgrade refused");
+            refusal(&error)
+        }
+    }
+}
+
+/// The JSON refusal for `error`.
+pub fn refusal(error: &Error) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(error.to_json())));
+    *response.status_mut() = error.status();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if error.status() == StatusCode::UPGRADE_REQUIRED {
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    response
+}
+
+async fn proxy(shared: &Arc<Shared>, mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Error> {
+    if !upstream::is_upgrade_request(request.method(), request.version(), request.headers()) {
+        return Err(Error::NotUpgrade);
+    }
+    let key = shared.keys.extract(request.uri(), request.headers())?;
+    let Route {
+        member,
+        ring_version,
+        registration,
+    } = shared.route(&key)?;
+    let conn_id = registration.id();
+    let forwarded = upstream::pod_request(
+        request.uri(),
+        request.headers(),
+        Forwarding {
+            conn_id: &conn_id,
+            key: &key,
+            ring_version,
+        },
+    )?;
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    drop(request);
+    let Accepted { response, upgraded } =
+        upstream::exchange(&member, forwarded, shared.handshake_timeout).await?;
+    tracing::debug!(conn = %conn_id, pod = %member.name, "upgraded");
+    shared
+        .tasks
+        .spawn(run_tunnel(client_upgrade, upgraded, registration, member.name.clone()));
+    Ok(client_response(response, &member.name))
+}
+
+/// The pod's 101 for the client: its headers minus internal ones, plus `x-wsring-pod`.
+fn client_response(pod: Response<()>, pod_name: &str) -> Response<Full<Bytes>> {
+    let (parts, ()) = pod.into_parts();
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    for (name, value) in &parts.headers {
+        if !name.as_str().starts_with(HEADER_PREFIX) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Ok(value) = HeaderValue::try_from(pod_name) {
+        headers.insert(HEADER_POD, value);
+    }
+    response
+}
+
+/// Wait for the client side of the upgrade, then tunnel until either side
+/// ends or the router closes the connection (reset timeout, shutdown).
+async fn run_tunnel(client: OnUpgrade, pod: Upgraded, registration: Registration, pod_name: String) {
+    let conn_id = registration.id();
+    let work = async {
+        let client = client.await.map_err(std::io::Error::other)?;
+        let (client, client_early) = raw_stream(client)?;
+        let (pod, pod_early) = raw_stream(pod)?;
+        splice(client, client_early, pod, pod_early).await
+    };
+    tokio::select! {
+        result = work => match result {
+            Ok(moved) => tracing::debug!(conn = %conn_id, pod = %pod_name, to_pod = moved.to_pod, to_client = moved.to_client, "tunnel closed"),
+            Err(error) => tracing::debug!(conn = %conn_id, pod = %pod_name, %error, "tunnel failed"),
+        },
+        () = registration.cancelled() => {
+            tracing::debug!(conn = %conn_id, pod = %pod_name, "tunnel closed by the router");
+        }
+    }
+    drop(registration);
+}
+
+/// The TCP stream under a hyper upgrade, with bytes hyper already read from it.
+fn raw_stream(upgraded: Upgraded) -> std::io::Result<(TcpStream, Bytes)> {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Err(_) => Err(std::io::Error::other(
+            "upgraded connection is not a plain TCP stream",
+        )),
+    }
+}

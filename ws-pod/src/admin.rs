@@ -1,0 +1,290 @@
+//! The admin listener (docs/interfaces.md, "ws-pod admin port"): health,
+//! readiness, metrics, the connection list and the push API.
+//!
+//! [`admin_app`] builds the whole HTTP surface from an [`AdminState`], so the
+//! handlers are tested with `tower::ServiceExt::oneshot` and no socket. Refusals
+//! are JSON `{"error": "<code>", "message": "..."}`, like the router's.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::push::{self, Target};
+use crate::registry::{ConnectionInfo, Registry};
+
+/// Content type of `/metrics` (prometheus-client writes OpenMetrics text).
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Everything the admin handlers read; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    token: Arc<str>,
+    max_message_bytes: usize,
+    draining: CancellationToken,
+}
+
+impl AdminState {
+    /// `token` guards the push API; `max_message_bytes` bounds push bodies (413 beyond);
+    /// `/readyz` answers 503 once `draining` is cancelled.
+    pub fn new(
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        token: &str,
+        max_message_bytes: usize,
+        draining: CancellationToken,
+    ) -> Self {
+        AdminState { registry, metrics, token: Arc::from(token), max_message_bytes, draining }
+    }
+}
+
+/// The admin HTTP service.
+pub fn admin_app(state: AdminState) -> Router {
+    let push_api = Router::new()
+        .route("/v1/keys/{key}/messages", post(push_to_key))
+        .route("/v1/broadcast", post(broadcast))
+        // Authentication runs before the body is read, so a stranger cannot make us buffer it.
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(state.max_message_bytes));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/connections", get(connections))
+        .merge(push_api)
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.draining.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode()).into_response()
+}
+
+async fn connections(State(state): State<AdminState>) -> Json<Vec<ConnectionInfo>> {
+    Json(state.registry.list())
+}
+
+async fn push_to_key(
+    State(state): State<AdminState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    deliver(&state, Target::Key(&key), &headers, body)
+}
+
+async fn broadcast(State(state): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+    deliver(&state, Target::All, &headers, body)
+}
+
+fn deliver(state: &AdminState, target: Target<'_>, headers: &HeaderMap, body: Bytes) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    match push::message_from_body(content_type, body) {
+        Ok(message) => {
+            let delivered = push::deliver(&state.registry, &state.metrics, target, &message);
+            Json(json!({ "delivered": delivered })).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "body_not_utf8", &e.to_string()),
+    }
+}
+
+/// `Authorization: Bearer <token>`, compared in constant time.
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) => {
+            next.run(request).await
+        }
+        _ => {
+            let mut response =
+                error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tower::ServiceExt;
+
+    use crate::mailbox::Command;
+    use crate::registry::Registration;
+
+    const TOKEN: &str = "s3cret";
+    const LIMIT: usize = 64;
+
+    fn state() -> AdminState {
+        AdminState::new(Registry::new(), Arc::new(Metrics::new()), TOKEN, LIMIT, CancellationToken::new())
+    }
+
+    async fn call(state: &AdminState, request: axum::http::Request<Body>) -> (StatusCode, String) {
+        let response = admin_app(state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn push(uri: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> axum::http::Request<Body> {
+        let mut builder = axum::http::Request::post(uri);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        builder.body(Body::from(body)).unwrap()
+    }
+
+    fn get(uri: &str) -> axum::http::Request<Body> {
+        axum::http::Request::get(uri).body(Body::empty()).unwrap()
+    }
+
+    fn next_push(registration: &Registration) -> Option<Message> {
+        match futures_util::FutureExt::now_or_never(registration.mailbox().recv()) {
+            Some(Command::Push(message)) => Some(message),
+            Some(other) => panic!("expected a push, got {other:?}"),
+            None => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn health_and_readiness_follow_draining() {
+        let state = state();
+        assert_eq!(call(&state, get("/healthz")).await.0, StatusCode::OK);
+        assert_eq!(call(&state, get("/readyz")).await.0, StatusCode::OK);
+        state.draining.cancel();
+        assert_eq!(call(&state, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(call(&state, get("/healthz")).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn push_requires_the_token() {
+        let state = state();
+        let _conn = state.registry.register("r-1", "k");
+        for token in [None, Some("wrong"), Some("s3cret-not")] {
+            let (status, body) = call(&state, push("/v1/keys/k/messages", token, None, b"x".to_vec())).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+            assert!(body.contains("unauthorized"), "{body}");
+        }
+        let (status, _) = call(&state, push("/v1/broadcast", None, None, b"x".to_vec())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(state.metrics.pushes_delivered.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn text_push_reaches_exactly_the_keys_connections() {
+        let state = state();
+        let a = state.registry.register("r-1", "room/1");
+        let b = state.registry.register("r-2", "room/1");
+        let other = state.registry.register("r-3", "room/2");
+        let (status, body) =
+            call(&state, push("/v1/keys/room%2F1/messages", Some(TOKEN), Some("text/plain"), "héllo".into())).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"delivered":2}"#));
+        assert_eq!(next_push(&a), Some(Message::text("héllo")));
+        assert_eq!(next_push(&b), Some(Message::text("héllo")));
+        assert_eq!(next_push(&other), None);
+    }
+
+    #[tokio::test]
+    async fn binary_push_and_broadcast() {
+        let state = state();
+        let a = state.registry.register("r-1", "k1");
+        let b = state.registry.register("r-2", "k2");
+        let body = vec![0u8, 0xff, 0x80];
+        let (status, text) = call(
+            &state,
+            push("/v1/keys/k1/messages", Some(TOKEN), Some("application/octet-stream"), body.clone()),
+        )
+        .await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, r#"{"delivered":1}"#));
+        assert_eq!(next_push(&a), Some(Message::binary(body)));
+        let (status, text) = call(&state, push("/v1/broadcast", Some(TOKEN), None, b"all".to_vec())).await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, r#"{"delivered":2}"#));
+        assert_eq!(next_push(&a), Some(Message::text("all")));
+        assert_eq!(next_push(&b), Some(Message::text("all")));
+        assert_eq!(state.metrics.pushes_delivered.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn text_push_must_be_utf8() {
+        let state = state();
+        let conn = state.registry.register("r-1", "k");
+        let (status, body) = call(&state, push("/v1/keys/k/messages", Some(TOKEN), None, vec![0xff, 0xfe])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("body_not_utf8"), "{body}");
+        assert_eq!(next_push(&conn), None);
+    }
+
+    #[tokio::test]
+    async fn oversize_push_is_413() {
+        let state = state();
+        let conn = state.registry.register("r-1", "k");
+        let (status, _) = call(&state, push("/v1/keys/k/messages", Some(TOKEN), None, vec![b'x'; LIMIT + 1])).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(next_push(&conn), None);
+        let (status, _) = call(&state, push("/v1/keys/k/messages", Some(TOKEN), None, vec![b'x'; LIMIT])).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn push_to_a_key_without_connections_delivers_zero() {
+        let state = state();
+        let (status, body) = call(&state, push("/v1/keys/nobody/messages", Some(TOKEN), None, b"x".to_vec())).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"delivered":0}"#));
+        let (status, body) = call(&state, push("/v1/broadcast", Some(TOKEN), None, b"x".to_vec())).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"delivered":0}"#));
+    }
+
+    #[tokio::test]
+    async fn connections_and_metrics_are_listed() {
+        let state = state();
+        let _conn = state.registry.register("r-1", "k");
+        let (status, body) = call(&state, get("/v1/connections")).await;
+        assert_eq!(status, StatusCode::OK);
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(list[0]["id"], "r-1");
+        assert_eq!(list[0]["key"], "k");
+        assert!(list[0]["since"].as_str().unwrap().ends_with('Z'));
+        let (status, body) = call(&state, get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("wsring_pod_active_connections"), "{body}");
+    }
+}

@@ -1,0 +1,49 @@
+//! The crate's one error type.
+//!
+//! Per-connection trouble (a client that sends garbage, an upstream app that
+//! dies) is handled where it happens and becomes a WebSocket close code, never
+//! an [`Error`]: this type is for what stops the process or a subcommand
+//! (bad configuration, a port that cannot be bound, a failed probe) and for
+//! the few admin-API refusals that need a reason.
+
+use std::path::PathBuf;
+
+/// Everything that can stop ws-pod (or `ws-pod probe`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable (missing token, bad URL, ...); the message says which flag.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// `--token-file` could not be read.
+    #[error("cannot read token file {path}: {source}")]
+    TokenFile {
+        /// The file named by `--token-file`.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A listener could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener ("websocket" or "admin").
+        what: &'static str,
+        /// The address from the configuration.
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The admin HTTP server failed.
+    #[error("admin server: {0}")]
+    Admin(#[source] std::io::Error),
+
+    /// The Redis URL could not be understood.
+    #[error("invalid redis url: {0}")]
+    RedisUrl(#[source] redis::RedisError),
+
+    /// `ws-pod probe` failed; the message says at which step.
+    #[error("probe failed: {0}")]
+    Probe(String),
+}

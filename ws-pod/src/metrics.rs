@@ -1,0 +1,142 @@
+//! Prometheus metrics of one pod, served as text on the admin port's `/metrics`.
+//!
+//! All names start with `wsring_pod_`; counters get the `_total` suffix from the
+//! encoder. The values are plain atomics, so updating them on the data path costs
+//! one relaxed add.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Every metric ws-pod exports, plus the registry that encodes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open client connections (registered after the upgrade, until the task ends).
+    pub active_connections: Gauge,
+    /// Client connections accepted since start.
+    pub connections: Counter,
+    /// Reset commands received from Redis (valid ones).
+    pub resets_received: Counter,
+    /// Connections closed with 4001 because of a reset.
+    pub connections_reset: Counter,
+    /// Control messages that did not parse and were ignored.
+    pub malformed_control_messages: Counter,
+    /// Push API frames handed to a connection's writer.
+    pub pushes_delivered: Counter,
+    /// Connections closed with 1009 (message or frame over `--max-message-bytes`).
+    pub oversize_closes: Counter,
+    /// Connections whose upstream app could not be reached or failed (closed with 1011/1014).
+    pub upstream_failures: Counter,
+    /// 1 while the Redis subscription is established, else 0.
+    pub redis_connected: Gauge,
+    /// Successful (re)subscriptions to the reset channel: more than one means Redis came back.
+    pub redis_subscriptions: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Self {
+        let mut m = Metrics {
+            active_connections: Gauge::default(),
+            connections: Counter::default(),
+            resets_received: Counter::default(),
+            connections_reset: Counter::default(),
+            malformed_control_messages: Counter::default(),
+            pushes_delivered: Counter::default(),
+            oversize_closes: Counter::default(),
+            upstream_failures: Counter::default(),
+            redis_connected: Gauge::default(),
+            redis_subscriptions: Counter::default(),
+            registry: Registry::with_prefix("wsring_pod"),
+        };
+        m.registry.register(
+            "active_connections",
+            "Open client WebSocket connections",
+            m.active_connections.clone(),
+        );
+        m.registry.register("connections", "Client WebSocket connections accepted", m.connections.clone());
+        m.registry.register(
+            "resets_received",
+            "Reset commands received on the Redis channel",
+            m.resets_received.clone(),
+        );
+        m.registry.register(
+            "connections_reset",
+            "Connections closed with 4001 (ring moved)",
+            m.connections_reset.clone(),
+        );
+        m.registry.register(
+            "malformed_control_messages",
+            "Control messages that could not be parsed and were ignored",
+            m.malformed_control_messages.clone(),
+        );
+        m.registry.register(
+            "pushes_delivered",
+            "Push API frames queued to a connection",
+            m.pushes_delivered.clone(),
+        );
+        m.registry.register(
+            "oversize_closes",
+            "Connections closed with 1009 (message too big)",
+            m.oversize_closes.clone(),
+        );
+        m.registry.register(
+            "upstream_failures",
+            "Connections closed because the upstream app was unreachable or failed",
+            m.upstream_failures.clone(),
+        );
+        m.registry.register(
+            "redis_connected",
+            "1 while subscribed to the reset channel",
+            m.redis_connected.clone(),
+        );
+        m.registry.register(
+            "redis_subscriptions",
+            "Successful (re)subscriptions to the reset channel",
+            m.redis_subscriptions.clone(),
+        );
+        m
+    }
+
+    /// Prometheus text exposition format (OpenMetrics flavour of prometheus-client).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported() {
+        let m = Metrics::new();
+        m.active_connections.set(3);
+        m.connections_reset.inc_by(2);
+        let text = m.encode();
+        for name in [
+            "wsring_pod_active_connections 3",
+            "wsring_pod_connections_total 0",
+            "wsring_pod_resets_received_total 0",
+            "wsring_pod_connections_reset_total 2",
+            "wsring_pod_malformed_control_messages_total 0",
+            "wsring_pod_pushes_delivered_total 0",
+            "wsring_pod_oversize_closes_total 0",
+            "wsring_pod_upstream_failures_total 0",
+            "wsring_pod_redis_connected 0",
+            "wsring_pod_redis_subscriptions_total 0",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+    }
+}

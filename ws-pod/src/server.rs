@@ -1,0 +1,206 @@
+//! Start-up and shutdown of one pod: bind both listeners, run the WebSocket
+//! listener, the admin server and the Redis subscription, then drain.
+//!
+//! Binding is separate from running ([`Server::bind`], then [`Server::run`]) so
+//! tests and the local launcher can bind port 0 and learn the real addresses
+//! before anything connects.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_util::sync::CancellationToken;
+use wsring_core::protocol::pod_channel;
+
+use crate::admin::{admin_app, AdminState};
+use crate::config::{Config, Settings};
+use crate::control::{self, Applied};
+use crate::drain::{Drain, DrainOutcome};
+use crate::listener::{accept_loop, Shared};
+use crate::metrics::Metrics;
+use crate::registry::{ConnectionInfo, Registry};
+use crate::Error;
+
+/// A pod with its listeners bound, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    settings: Settings,
+    ws_listener: TcpListener,
+    admin_listener: TcpListener,
+    ws_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    redis: Option<redis::Client>,
+    shared: Arc<Shared>,
+}
+
+/// A handle on a running pod's connections, for in-process callers (the local
+/// launcher's bus when there is no Redis, tests).
+#[derive(Clone, Debug)]
+pub struct PodHandle {
+    pod_name: String,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+}
+
+impl PodHandle {
+    /// The ring member name this pod answers with (`x-wsring-pod`).
+    pub fn pod_name(&self) -> &str {
+        &self.pod_name
+    }
+
+    /// Act on a control message exactly as if it came from this pod's Redis channel.
+    pub fn apply_control(&self, payload: &[u8]) -> Applied {
+        control::apply(payload, &self.registry, &self.metrics)
+    }
+
+    /// The open connections (what `GET /v1/connections` answers).
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.registry.list()
+    }
+
+    /// The pod's metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+}
+
+impl Server {
+    /// Check the configuration and bind both listeners; nothing is served yet.
+    pub async fn bind(config: Config) -> Result<Server, Error> {
+        let settings = config.resolve()?;
+        let pod_header = HeaderValue::from_str(&settings.pod_name).map_err(|_| {
+            Error::Config(format!("--pod-name {:?} is not a valid header value", settings.pod_name))
+        })?;
+        let redis = match &settings.redis {
+            Some(info) => {
+                // rustls needs a process-wide crypto provider for rediss://; keep one that
+                // the embedding program may have installed already.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some(redis::Client::open(info.clone()).map_err(Error::RedisUrl)?)
+            }
+            None => None,
+        };
+        let ws_listener = bind("websocket", config.listen).await?;
+        let admin_listener = bind("admin", config.admin_listen).await?;
+        let local = |l: &TcpListener, what, addr| {
+            l.local_addr().map_err(|source| Error::Bind { what, addr, source })
+        };
+        let ws_addr = local(&ws_listener, "websocket", config.listen)?;
+        let admin_addr = local(&admin_listener, "admin", config.admin_listen)?;
+        let shared = Arc::new(Shared {
+            pod_name: settings.pod_name.clone(),
+            pod_header,
+            upstream: settings.upstream.clone(),
+            ws_config: settings.websocket_config(),
+            registry: Registry::new(),
+            metrics: Arc::new(Metrics::new()),
+            drain: Drain::new(),
+        });
+        Ok(Server { settings, ws_listener, admin_listener, ws_addr, admin_addr, redis, shared })
+    }
+
+    /// The bound WebSocket address (the real port when `--listen` used port 0).
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws_addr
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// A handle on this pod's connections that stays valid while it runs.
+    pub fn handle(&self) -> PodHandle {
+        PodHandle {
+            pod_name: self.settings.pod_name.clone(),
+            registry: self.shared.registry.clone(),
+            metrics: self.shared.metrics.clone(),
+        }
+    }
+
+    /// Serve until `shutdown` resolves, then drain: readiness goes false, the listener
+    /// closes, every connection is closed with 1001 and awaited (at most the drain
+    /// timeout). Returns an error only if the admin server fails.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let Server { settings, ws_listener, admin_listener, ws_addr, admin_addr, redis, shared } = self;
+        let draining = shared.drain.draining().clone();
+
+        let admin_stop = CancellationToken::new();
+        let state = AdminState::new(
+            shared.registry.clone(),
+            shared.metrics.clone(),
+            &settings.token,
+            settings.max_message_bytes,
+            draining.clone(),
+        );
+        let mut admin = tokio::spawn(
+            axum::serve(admin_listener, admin_app(state))
+                .with_graceful_shutdown(admin_stop.clone().cancelled_owned())
+                .into_future(),
+        );
+
+        let control_stop = CancellationToken::new();
+        let control = redis.map(|client| {
+            let channel = pod_channel(&settings.cluster, &settings.pod_name);
+            tokio::spawn(control::subscribe(
+                client,
+                channel,
+                shared.registry.clone(),
+                shared.metrics.clone(),
+                control_stop.clone(),
+            ))
+        });
+        if control.is_none() {
+            tracing::warn!("no --redis-url: resets are left to the routers' own close");
+        }
+
+        tracing::info!(
+            pod = %settings.pod_name,
+            listen = %ws_addr,
+            admin = %admin_addr,
+            app = settings.upstream.as_deref().unwrap_or("echo"),
+            "ws-pod serving"
+        );
+        let admin_ended = tokio::select! {
+            () = shutdown => None,
+            () = accept_loop(ws_listener, shared.clone()) => None,
+            ended = &mut admin => Some(ended),
+        };
+
+        tracing::info!(
+            connections = shared.registry.len(),
+            timeout = ?settings.drain_timeout,
+            "draining: closing every connection with 1001"
+        );
+        match shared.drain.run(settings.drain_timeout).await {
+            DrainOutcome::Clean => tracing::info!("drained"),
+            DrainOutcome::Forced(left) => {
+                tracing::warn!(left, "drain timeout: dropped connections still closing")
+            }
+        }
+        control_stop.cancel();
+        if let Some(control) = control {
+            let _ = control.await;
+        }
+        admin_stop.cancel();
+        let admin_ended_early = admin_ended.is_some();
+        let admin_result = match admin_ended {
+            Some(ended) => ended,
+            None => admin.await,
+        };
+        match admin_result {
+            Ok(Ok(())) if admin_ended_early => {
+                Err(Error::Admin(std::io::Error::other("the admin server stopped unexpectedly")))
+            }
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Admin(e)),
+            Err(join) => Err(Error::Admin(std::io::Error::other(join))),
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
+}
