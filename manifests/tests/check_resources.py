@@ -11,7 +11,9 @@ the other kinds found in YAML streams (files, or "-" for stdin):
   `x-kubernetes-preserve-unknown-fields` are honoured. CEL rules
   (x-kubernetes-validations) are not evaluated: they are counted and reported.
   On top, metadata.name must be a DNS-1035 label of at most 50 characters, because
-  the operator creates a Service with that name and one named "NAME-router-admin".
+  the operator creates a Service with that name and one named "NAME-router-admin",
+  and spec.template (kept as free-form object by the CRD) must be a valid core/v1
+  PodTemplateSpec (kubernetes-validate, strict).
 * ServiceMonitor and PodMonitor (monitoring.coreos.com/v1): against the subset of
   the Prometheus Operator schema that the chart uses, with unknown fields rejected.
 
@@ -36,6 +38,14 @@ from typing import Any, Iterable
 
 import jsonschema
 import yaml
+
+try:  # Present in .ci/validate-k8s.sh's venv; without it spec.template is not checked.
+    from kubernetes_validate import utils as kv_utils
+except ImportError:  # pragma: no cover
+    kv_utils = None
+
+# Kubernetes version whose PodTemplateSpec schema checks spec.template.
+K8S_VERSION = "1.34.0"
 
 WSC_GROUP = "wsring.io"
 WSC_KIND = "WebSocketCluster"
@@ -256,8 +266,22 @@ def check_document(doc: dict, crd: Crd | None) -> tuple[str, list[str]] | None:
                 f"metadata.name: {name!r} must be a DNS-1035 label of at most {MAX_CLUSTER_NAME} characters "
                 "(the operator creates Services NAME and NAME-router-admin)"
             )
+        errors.extend(pod_template_errors((doc.get("spec") or {}).get("template")))
         return kind, errors
     return kind, [f"{api_version} {kind} is neither built in nor known to this checker"]
+
+
+def pod_template_errors(template: Any) -> list[str]:
+    """spec.template checked as the template of a core/v1 PodTemplate."""
+    if template is None or kv_utils is None:
+        return []
+    wrapper = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template}
+    try:
+        kv_utils.validate(wrapper, K8S_VERSION, strict=True)
+    except kv_utils.ValidationError as err:
+        path = ".".join(str(p) for p in err.path)
+        return [f"spec.{path}: {err.message} (core/v1 PodTemplateSpec, Kubernetes {K8S_VERSION})"]
+    return []
 
 
 def read_stream(path: str) -> tuple[str, list[dict]]:

@@ -113,7 +113,7 @@ pub struct RoutingSpec {
 
     /// Bounded-load factor c (> 1.0): no pod owns more than c × its fair share of keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("exclusiveMinimum" = 1.0))]
+    #[schemars(extend("minimum" = 1.0, "exclusiveMinimum" = true))]
     pub bounded_load: Option<f64>,
 }
 

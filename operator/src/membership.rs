@@ -30,7 +30,7 @@ pub fn members(slices: &[EndpointSlice]) -> Vec<Member> {
     for slice in slices {
         let ws = named_port(slice, "ws").unwrap_or(POD_WS_PORT);
         let admin = named_port(slice, "admin").unwrap_or(POD_ADMIN_PORT);
-        for ep in slice.endpoints.iter().filter(|e| is_ready(e)) {
+        for ep in slice.endpoints.iter().flatten().filter(|e| is_ready(e)) {
             let Some(pod) = ep.target_ref.as_ref().and_then(|r| r.name.clone()) else {
                 continue;
             };
@@ -56,6 +56,7 @@ pub fn routers(slices: &[EndpointSlice]) -> Vec<String> {
             slice
                 .endpoints
                 .iter()
+                .flatten()
                 .filter(|e| is_ready(e))
                 .filter_map(move |e| e.addresses.first().map(|ip| socket_addr(ip, port)))
         })
@@ -144,7 +145,7 @@ mod tests {
         let mut no_pod = EndpointFixture::ready(0);
         no_pod.pod = None;
         let mut slice = pod_slice("chat", &[no_pod, EndpointFixture::ready(1)]);
-        slice.endpoints.push(Endpoint {
+        slice.endpoints.get_or_insert_with(Vec::new).push(Endpoint {
             addresses: vec![],
             ..Endpoint::default()
         });

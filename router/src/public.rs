@@ -1,7 +1,7 @@
 //! The public listener: read one upgrade request, route it, hand it to the tunnel.
 //!
 //! Each accepted connection is served by hyper's HTTP/1 server for exactly
-//! one request (no keep-alive: a WebSocket endpoint has no second request),
+//! one request (refusals carry `Connection: close`; after a 101 it is no longer HTTP),
 //! with a bounded header size and a handshake deadline. Refusals are JSON
 //! (`{"error", "message"}`) and happen before anything reaches a pod. On a
 //! 101 from the pod, both raw TCP streams are taken back from hyper and
@@ -67,7 +67,6 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
         .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(false)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     // The connection future ends once the 101 is written (the tunnel task
@@ -100,9 +99,12 @@ pub fn refusal(error: &Error) -> Response<Full<Bytes>> {
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // One request per connection: a refused client starts over on a new one.
     if error.status() == StatusCode::UPGRADE_REQUIRED {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade, close"));
+    } else {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

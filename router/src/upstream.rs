@@ -8,6 +8,7 @@
 //! are added. The pod's 101 comes back with the pod's TCP stream, ready for
 //! the tunnel.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -166,23 +167,19 @@ async fn exchange_inner(
         .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    let mut conn = conn.with_upgrades();
-    let mut response = tokio::select! {
-        response = sender.send_request(request) => response.map_err(|e| unreachable(e.to_string()))?,
-        result = &mut conn => {
-            let detail = match result {
-                Ok(()) => "connection closed before the pod answered".to_string(),
-                Err(e) => e.to_string(),
-            };
-            return Err(unreachable(detail));
-        }
-    };
+    let mut conn = Some(conn.with_upgrades());
+    let mut response = driving(sender.send_request(request), &mut conn)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Err(refusal(member, response, conn).await);
+        return Err(refusal(member, response, &mut conn).await);
     }
     let on_upgrade = hyper::upgrade::on(&mut response);
-    // The connection future hands the stream to `on_upgrade` and finishes.
-    conn.await.map_err(|e| unreachable(e.to_string()))?;
+    // The connection future hands the stream to `on_upgrade` and finishes
+    // (it may already have done so while the response was delivered).
+    if let Some(conn) = conn {
+        conn.await.map_err(|e| unreachable(e.to_string()))?;
+    }
     let upgraded = on_upgrade
         .await
         .map_err(|e| unreachable(format!("upgrade: {e}")))?;
@@ -193,19 +190,42 @@ async fn exchange_inner(
     })
 }
 
-/// Turn a non-101 answer into [`Error::PodRejected`], quoting the start of its body.
-async fn refusal<C>(member: &Member, response: Response<hyper::body::Incoming>, conn: C) -> Error
+/// Await `work` while driving the client connection `conn` (which does the
+/// actual I/O). `conn` becomes `None` once it finishes: after an upgrade or
+/// when the pod hangs up. Its errors surface through `work` itself.
+async fn driving<F, C>(work: F, conn: &mut Option<C>) -> F::Output
 where
-    C: std::future::Future + Unpin,
+    F: Future,
+    C: Future + Unpin,
+{
+    let mut work = std::pin::pin!(work);
+    loop {
+        match conn {
+            Some(running) => tokio::select! {
+                biased;
+                output = &mut work => return output,
+                _ = running => *conn = None,
+            },
+            None => return work.await,
+        }
+    }
+}
+
+/// Turn a non-101 answer into [`Error::PodRejected`], quoting the start of its body.
+async fn refusal<C>(
+    member: &Member,
+    response: Response<hyper::body::Incoming>,
+    conn: &mut Option<C>,
+) -> Error
+where
+    C: Future + Unpin,
 {
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_REFUSAL_BODY).collect();
-    let text = tokio::select! {
-        collected = body => collected
-            .map(|c| String::from_utf8_lossy(&c.to_bytes()).trim().to_string())
-            .unwrap_or_default(),
-        _ = conn => String::new(),
-    };
+    let text = driving(body, conn)
+        .await
+        .map(|c| String::from_utf8_lossy(&c.to_bytes()).trim().to_string())
+        .unwrap_or_default();
     let status = if status.is_informational() || status.is_success() {
         // Not an upgrade and not an error: the pod is not a WebSocket server.
         StatusCode::BAD_GATEWAY

@@ -233,20 +233,66 @@ async fn handshake(addr: SocketAddr, key: String, want_pod: bool) -> anyhow::Res
     .await
     .context("handshake timed out")??;
     let head = String::from_utf8_lossy(&buf[..head_len]).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 101") {
-        bail!("{key}: not upgraded: {}", head.lines().next().unwrap_or(""));
-    }
-    if !head.contains(&format!(
-        "sec-websocket-accept: {}",
-        WS_ACCEPT.to_ascii_lowercase()
-    )) {
-        bail!("{key}: wrong or missing sec-websocket-accept");
-    }
-    if want_pod && !head.contains(&format!("{}:", wsring_core::protocol::HEADER_POD)) {
-        bail!("{key}: 101 without {}", wsring_core::protocol::HEADER_POD);
-    }
+    check_upgrade_head(&head, want_pod).with_context(|| format!("{key} via {addr}"))?;
     if buf.len() > head_len + 4 {
         bail!("{key}: the server sent data on an idle connection");
     }
     Ok(tcp)
+}
+
+/// Check a (lower-cased) response head: 101, `upgrade: websocket`,
+/// `connection: upgrade`, the right accept hash and, for the router, `x-wsring-pod`.
+fn check_upgrade_head(head: &str, want_pod: bool) -> anyhow::Result<()> {
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or("");
+    if !status.starts_with("http/1.1 101") {
+        bail!("not upgraded: {status}");
+    }
+    let headers: Vec<(&str, &str)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim(), v.trim()))
+        .collect();
+    let has = |name: &str, pred: &dyn Fn(&str) -> bool| {
+        headers.iter().any(|(n, v)| *n == name && pred(v))
+    };
+    if !has("upgrade", &|v| v == "websocket") {
+        bail!("101 without upgrade: websocket");
+    }
+    if !has("connection", &|v| {
+        v.split(',').any(|t| t.trim() == "upgrade")
+    }) {
+        bail!("101 without connection: upgrade");
+    }
+    let accept = WS_ACCEPT.to_ascii_lowercase();
+    if !has("sec-websocket-accept", &|v| v == accept) {
+        bail!("wrong or missing sec-websocket-accept");
+    }
+    if want_pod && !has(wsring_core::protocol::HEADER_POD, &|v| !v.is_empty()) {
+        bail!("101 without {}", wsring_core::protocol::HEADER_POD);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "http/1.1 101 switching protocols\r\nupgrade: websocket\r\n\
+                        connection: upgrade\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n\
+                        x-wsring-pod: bench-0";
+
+    #[test]
+    fn a_proper_router_answer_passes() {
+        check_upgrade_head(GOOD, true).unwrap();
+    }
+
+    #[test]
+    fn missing_pieces_are_refused() {
+        assert!(check_upgrade_head(&GOOD.replace("101", "502"), false).is_err());
+        assert!(check_upgrade_head(&GOOD.replace("connection: upgrade", "x: y"), false).is_err());
+        assert!(check_upgrade_head(&GOOD.replace("s3pp", "xxxx"), false).is_err());
+        let no_pod = GOOD.replace("x-wsring-pod: bench-0", "");
+        assert!(check_upgrade_head(&no_pod, true).is_err());
+        check_upgrade_head(&no_pod, false).unwrap();
+    }
 }

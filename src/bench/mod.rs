@@ -100,6 +100,9 @@ pub struct CommonArgs {
     /// Print JSON instead of markdown.
     #[arg(long)]
     pub json: bool,
+    /// Keep the temporary directory with the children's logs and nginx.conf.
+    #[arg(long)]
+    pub keep_logs: bool,
 }
 
 impl CommonArgs {
@@ -192,6 +195,7 @@ async fn throughput_report(
         pods: load.pods,
         nginx: common.nginx(),
         nginx_worker_connections: (load.connections * 2 + 64).max(1024),
+        keep_logs: common.keep_logs,
     };
     let mut bench = Bench::start(&plan).await?;
     let result = throughput::measure(&mut bench, load).await;
@@ -221,6 +225,7 @@ async fn idle_report(connections: usize, common: &CommonArgs) -> anyhow::Result<
         pods: 1,
         nginx: common.nginx(),
         nginx_worker_connections: connections * 2 + 1024,
+        keep_logs: common.keep_logs,
     };
     let mut bench = Bench::start(&plan).await?;
     tracing::info!(connections, nofile, "measuring idle memory");

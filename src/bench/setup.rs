@@ -115,6 +115,8 @@ pub struct Plan {
     pub nginx: Option<PathBuf>,
     /// `worker_connections` for nginx (it counts both the client and the upstream side).
     pub nginx_worker_connections: usize,
+    /// Keep the temporary directory (children's logs, nginx.conf) for inspection.
+    pub keep_logs: bool,
 }
 
 /// Everything started for one benchmark; stop it with [`Bench::shutdown`].
@@ -131,6 +133,7 @@ pub struct Bench {
     pub ring: Ring,
     /// Admin HTTP client.
     pub http: HttpClient,
+    keep_logs: bool,
 }
 
 impl Bench {
@@ -164,6 +167,7 @@ impl Bench {
             nginx: None,
             ring: Ring::build(spec)?,
             http,
+            keep_logs: plan.keep_logs,
         };
         for i in 0..bench.pods.len() {
             let admin = bench.pods[i].admin;
@@ -231,7 +235,10 @@ impl Bench {
         for pod in self.pods {
             pod.proc.stop().await;
         }
-        // `self.dir` is dropped here: the temporary directory goes with it.
+        if self.keep_logs {
+            eprintln!("logs and nginx.conf kept in {}", self.dir.keep().display());
+        }
+        // Otherwise `self.dir` is dropped here and the directory goes with it.
     }
 }
 

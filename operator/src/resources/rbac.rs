@@ -38,7 +38,7 @@ pub fn role_binding(wsc: &WebSocketCluster) -> RoleBinding {
     RoleBinding {
         metadata: child_meta(wsc, name.clone(), Component::Router),
         role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_string(),
+            api_group: Some("rbac.authorization.k8s.io".to_string()),
             kind: "Role".to_string(),
             name: name.clone(),
         },

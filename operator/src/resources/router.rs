@@ -21,7 +21,7 @@ pub fn deployment(wsc: &WebSocketCluster) -> Deployment {
     let name = wsc.name_any();
     Deployment {
         metadata: child_meta(wsc, Names::router(&name), Component::Router),
-        spec: Some(DeploymentSpec {
+        spec: DeploymentSpec {
             replicas: Some(wsc.spec.router.replicas),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(wsc, Component::Router)),
@@ -44,7 +44,7 @@ pub fn deployment(wsc: &WebSocketCluster) -> Deployment {
                 }),
             },
             ..DeploymentSpec::default()
-        }),
+        },
         status: None,
     }
 }
@@ -93,7 +93,7 @@ mod tests {
     use crate::crd::KeySource;
 
     fn env(d: &Deployment, name: &str) -> Option<String> {
-        let c = &d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        let c = &d.spec.template.spec.as_ref().unwrap().containers[0];
         c.env
             .iter()
             .flatten()
@@ -109,12 +109,12 @@ mod tests {
         wsc.spec.router.replicas = 3;
         let d = deployment(&wsc);
         assert_eq!(d.metadata.name.as_deref(), Some("chat-router"));
-        assert_eq!(d.spec.as_ref().unwrap().replicas, Some(3));
+        assert_eq!(d.spec.replicas, Some(3));
         assert_eq!(env(&d, "WSRING_KEY_SOURCE").as_deref(), Some("header"));
         assert_eq!(env(&d, "WSRING_KEY_NAME").as_deref(), Some("x-room"));
         assert_eq!(env(&d, "WSRING_RING_CONFIGMAP").as_deref(), Some("chat-ring"));
         assert_eq!(env(&d, "WSRING_CLUSTER").as_deref(), Some("chat"));
-        let pod = d.spec.unwrap().template.spec.unwrap();
+        let pod = d.spec.template.spec.unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("chat-router"));
         assert_eq!(
             pod.containers[0].image.as_deref(),

@@ -31,7 +31,7 @@ pub fn statefulset(wsc: &WebSocketCluster) -> StatefulSet {
     let name = wsc.name_any();
     StatefulSet {
         metadata: child_meta(wsc, name.clone(), Component::Pod),
-        spec: Some(StatefulSetSpec {
+        spec: StatefulSetSpec {
             replicas: Some(wsc.spec.replicas),
             service_name: Some(Names::pods_service(&name)),
             selector: LabelSelector {
@@ -43,7 +43,7 @@ pub fn statefulset(wsc: &WebSocketCluster) -> StatefulSet {
             pod_management_policy: Some("Parallel".to_string()),
             template: pod_template(wsc),
             ..StatefulSetSpec::default()
-        }),
+        },
         status: None,
     }
 }
@@ -144,13 +144,13 @@ mod tests {
     }
 
     fn containers(sts: &StatefulSet) -> &[Container] {
-        &sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers
+        &sts.spec.template.spec.as_ref().unwrap().containers
     }
 
     #[test]
     fn echo_mode_runs_only_the_sidecar() {
         let sts = statefulset(&WebSocketCluster::test().with_replicas(3));
-        let spec = sts.spec.as_ref().unwrap();
+        let spec = &sts.spec;
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.service_name.as_deref(), Some("chat-pods"));
         let c = containers(&sts);
@@ -191,7 +191,7 @@ mod tests {
             .map(|p: &ContainerPort| (p.name.as_deref().unwrap(), p.container_port))
             .collect();
         assert_eq!(ports, [("ws", 8081), ("admin", 9091)]);
-        let pod = sts.spec.unwrap().template.spec.unwrap();
+        let pod = sts.spec.template.spec.unwrap();
         assert_eq!(pod.termination_grace_period_seconds, Some(30));
     }
 
@@ -209,8 +209,6 @@ mod tests {
         );
         let labels = sts
             .spec
-            .as_ref()
-            .unwrap()
             .template
             .metadata
             .as_ref()
