@@ -41,8 +41,10 @@ async fn main() -> anyhow::Result<()> {
     logging::init();
     match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
-        Command::Router(config) => Ok(wsring_router::run(config, dev::shutdown_signal()).await?),
-        Command::Pod(config) => Ok(ws_pod::run(config, dev::shutdown_signal()).await?),
+        Command::Router(config) => {
+            Ok(wsring_router::run(config, dev::shutdown_or_orphaned()).await?)
+        }
+        Command::Pod(config) => Ok(ws_pod::run(config, dev::shutdown_or_orphaned()).await?),
         Command::Bench(args) => bench::run(args).await,
     }
 }

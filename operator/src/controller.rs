@@ -86,7 +86,9 @@ impl Context {
 /// Reconcile one `WebSocketCluster`.
 pub async fn reconcile(wsc: Arc<WebSocketCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
-    let ns = wsc.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let ns = wsc
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let name = wsc.name_any();
     let key = format!("{ns}/{name}");
     if wsc.meta().deletion_timestamp.is_some() {
@@ -122,7 +124,12 @@ pub async fn reconcile(wsc: Arc<WebSocketCluster>, ctx: Arc<Context>) -> Result<
     let floor = wsc.status.as_ref().map_or(0, |s| s.ring_version);
     let next = ring_configmap::next_ring(existing.as_ref(), floor, &wsc, members)?;
     if !ring_configmap::holds(existing_cm.as_ref(), &next.ring) {
-        apply(&ctx.client, &ns, &ring_configmap::configmap(&wsc, &next.ring)).await?;
+        apply(
+            &ctx.client,
+            &ns,
+            &ring_configmap::configmap(&wsc, &next.ring),
+        )
+        .await?;
     }
     ctx.metrics.set_ring_version(&ns, &name, next.ring.version);
     if next.changed {
@@ -150,7 +157,11 @@ pub async fn reconcile(wsc: Arc<WebSocketCluster>, ctx: Arc<Context>) -> Result<
             ctx.metrics.notify_failures.inc();
             tracing::warn!(cluster = %key, error = %e, "router notification failed");
         }
-        let note = failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let note = failures
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         events.push(warning("RouterNotifyFailed", "NotifyRouters", note));
     }
 
@@ -168,7 +179,12 @@ pub async fn reconcile(wsc: Arc<WebSocketCluster>, ctx: Arc<Context>) -> Result<
     // 6. Events and status.
     let observed = Observed {
         pods: sts.status.as_ref().map_or(0, |s| s.replicas),
-        members: next.ring.member_names().iter().map(|n| n.to_string()).collect(),
+        members: next
+            .ring
+            .member_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
         ring_version: next.ring.version,
         routers_ready: deploy
             .status
@@ -216,7 +232,9 @@ async fn ensure_token(
         field_manager: Some(MANAGER.to_string()),
         ..PostParams::default()
     };
-    secrets.create(&pp, &token::token_secret(wsc, &fresh)).await?;
+    secrets
+        .create(&pp, &token::token_secret(wsc, &fresh))
+        .await?;
     events.push(normal(
         "TokenCreated",
         "CreateToken",
@@ -268,11 +286,19 @@ where
         .ok_or(Error::MissingObjectKey("metadata.name"))?;
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     Ok(api
-        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj))
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(obj),
+        )
         .await?)
 }
 
-async fn list_slices(client: &Client, ns: &str, service: &str) -> Result<Vec<EndpointSlice>, Error> {
+async fn list_slices(
+    client: &Client,
+    ns: &str,
+    service: &str,
+) -> Result<Vec<EndpointSlice>, Error> {
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={service}"));
     Ok(api.list(&lp).await?.items)
@@ -280,16 +306,17 @@ async fn list_slices(client: &Client, ns: &str, service: &str) -> Result<Vec<End
 
 /// Apply the status if it differs from the stored one. Returns true when the
 /// cluster is settled (Ready and not Progressing).
-async fn write_status(ctx: &Context, wsc: &WebSocketCluster, observed: &Observed) -> Result<bool, Error> {
+async fn write_status(
+    ctx: &Context,
+    wsc: &WebSocketCluster,
+    observed: &Observed,
+) -> Result<bool, Error> {
     let now = Time(Timestamp::now());
     let status = status::desired_status(wsc, observed, &now);
-    let settled = status
-        .conditions
-        .iter()
-        .all(|c| match c.type_.as_str() {
-            "Ready" => c.status == "True",
-            _ => c.status == "False",
-        });
+    let settled = status.conditions.iter().all(|c| match c.type_.as_str() {
+        "Ready" => c.status == "True",
+        _ => c.status == "False",
+    });
     if wsc.status.as_ref() == Some(&status) {
         return Ok(settled);
     }
@@ -381,7 +408,8 @@ pub async fn run(
     .reflect(writer)
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
-    let ours = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let ours =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
 
     Controller::for_stream(clusters, reader)
         .owns(scoped::<StatefulSet>(&client, ns), ours.clone())
@@ -400,4 +428,362 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    //! `ApiServerVerifier` scenarios: every API call of one reconcile, in order,
+    //! with method, path and body asserted (see `fixtures`).
+
+    use super::*;
+    use crate::crd::KeySource;
+    use crate::fixtures::{
+        members, pod_slice, ready_pods, ring_cm, router_slice, run_scenario, sts_status, time,
+        EndpointFixture, FakeRouter,
+    };
+    use futures::FutureExt;
+    use wsring_core::RingSpec;
+
+    fn ring(version: u64, n: usize) -> RingSpec {
+        RingSpec::new(version, 1024, None, members(n)).unwrap()
+    }
+
+    /// A cluster whose last reconcile published `ring` with everything ready.
+    fn settled(replicas: i32, published: &RingSpec) -> WebSocketCluster {
+        let wsc = WebSocketCluster::test().with_replicas(replicas);
+        let observed = Observed {
+            pods: replicas,
+            members: published
+                .member_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ring_version: published.version,
+            routers_ready: 2,
+            ..Observed::default()
+        };
+        let status = status::desired_status(&wsc, &observed, &time(0));
+        wsc.with_status(status)
+    }
+
+    fn cond<'a>(s: &'a crate::crd::WebSocketClusterStatus, t: &str) -> (&'a str, &'a str) {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[tokio::test]
+    async fn create_makes_token_ring_children_and_status() {
+        let wsc = WebSocketCluster::test().with_replicas(3);
+        let w = wsc.clone();
+        let (action, (token, ring, applied, status)) = run_scenario(wsc, move |mut api| {
+            async move {
+                let token = api.token_created().await;
+                api.pod_slices(&[]).await;
+                api.ring_configmap(None).await;
+                let ring = api.ring_applied().await;
+                api.router_slices(&[]).await;
+                let applied = api.children_applied(&w, sts_status(0, 0), 0).await;
+                api.ingress_absent().await;
+                api.events(&["TokenCreated", "RingUpdated"]).await;
+                let status = api.status_applied(&w).await;
+                (api, (token, ring, applied, status))
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::requeue(RETRY));
+        assert_eq!(token.len(), 64);
+        assert_eq!(
+            (ring.version, ring.vnodes, ring.members.len()),
+            (1, 1024, 0)
+        );
+        assert_eq!(applied.statefulset.spec.replicas, Some(3));
+        assert_eq!(applied.deployment.spec.replicas, Some(2));
+        assert_eq!(status.ring_version, 1);
+        assert_eq!(status.ready_replicas, 0);
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(cond(&status, "Ready"), ("False", "MembersNotReady"));
+        assert_eq!(cond(&status, "Progressing"), ("True", "ScalingUp"));
+        assert_eq!(cond(&status, "Degraded"), ("False", "AsExpected"));
+    }
+
+    #[tokio::test]
+    async fn scale_up_publishes_a_new_ring_and_notifies_the_router() {
+        let router = FakeRouter::start().await;
+        let published = ring(3, 3);
+        let wsc = settled(3, &published).with_replicas(4).with_generation(2);
+        let (w, port) = (wsc.clone(), router.port());
+        let (action, (ring, events, status)) = run_scenario(wsc, move |mut api| {
+            async move {
+                api.token_exists().await;
+                api.pod_slices(&[ready_pods(4)]).await;
+                api.ring_configmap(Some(ring_cm(&published))).await;
+                let ring = api.ring_applied().await;
+                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
+                    .await;
+                api.children_applied(&w, sts_status(4, 4), 2).await;
+                api.ingress_absent().await;
+                let events = api.events(&["RingUpdated"]).await;
+                let status = api.status_applied(&w).await;
+                (api, (ring, events, status))
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
+        assert_eq!(ring.version, 4);
+        assert_eq!(
+            ring.member_names(),
+            ["chat-0", "chat-1", "chat-2", "chat-3"]
+        );
+        assert_eq!(ring.members[3].addr, "10.244.0.13:8081");
+        assert_eq!(ring.members[3].admin, "10.244.0.13:9091");
+        assert_eq!(events[0]["note"], "ring version 4: 4 members, added chat-3");
+        let got = router.received().await;
+        assert_eq!(got.ring, ring);
+        assert_eq!(got.authorization, "Bearer s3cret");
+        assert_eq!(status.ring_version, 4);
+        assert_eq!(status.ready_replicas, 4);
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(cond(&status, "Ready"), ("True", "AllMembersReady"));
+    }
+
+    #[tokio::test]
+    async fn scale_down_removes_the_member_and_bumps_once() {
+        let router = FakeRouter::start().await;
+        let published = ring(4, 3);
+        let wsc = settled(3, &published).with_replicas(2).with_generation(2);
+        let (w, port) = (wsc.clone(), router.port());
+        let (action, (ring, events, status)) = run_scenario(wsc, move |mut api| {
+            async move {
+                api.token_exists().await;
+                api.pod_slices(&[ready_pods(2)]).await;
+                api.ring_configmap(Some(ring_cm(&published))).await;
+                let ring = api.ring_applied().await;
+                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
+                    .await;
+                api.children_applied(&w, sts_status(2, 2), 2).await;
+                api.ingress_absent().await;
+                let events = api.events(&["RingUpdated"]).await;
+                let status = api.status_applied(&w).await;
+                (api, (ring, events, status))
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
+        assert_eq!(ring.version, 5);
+        assert_eq!(ring.member_names(), ["chat-0", "chat-1"]);
+        assert_eq!(
+            events[0]["note"],
+            "ring version 5: 2 members, removed chat-2"
+        );
+        assert_eq!(router.received().await.ring.version, 5);
+        assert_eq!(status.members, ["chat-0", "chat-1"]);
+        assert_eq!(cond(&status, "Ready"), ("True", "AllMembersReady"));
+    }
+
+    #[tokio::test]
+    async fn pod_not_ready_leaves_the_ring() {
+        let router = FakeRouter::start().await;
+        let published = ring(2, 3);
+        let wsc = settled(3, &published);
+        let (w, port) = (wsc.clone(), router.port());
+        let slice = pod_slice(
+            "chat",
+            &[
+                EndpointFixture::ready(0),
+                EndpointFixture::not_ready(1),
+                EndpointFixture::ready(2),
+            ],
+        );
+        let (action, (ring, status)) = run_scenario(wsc, move |mut api| {
+            async move {
+                api.token_exists().await;
+                api.pod_slices(&[slice]).await;
+                api.ring_configmap(Some(ring_cm(&published))).await;
+                let ring = api.ring_applied().await;
+                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
+                    .await;
+                api.children_applied(&w, sts_status(3, 2), 2).await;
+                api.ingress_absent().await;
+                api.events(&["RingUpdated"]).await;
+                let status = api.status_applied(&w).await;
+                (api, (ring, status))
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::requeue(RETRY));
+        assert_eq!(ring.version, 3);
+        assert_eq!(ring.member_names(), ["chat-0", "chat-2"]);
+        assert_eq!(router.received().await.ring, ring);
+        assert_eq!(status.ready_replicas, 2);
+        assert_eq!(status.replicas, 3);
+        assert_eq!(cond(&status, "Ready"), ("False", "MembersNotReady"));
+        assert_eq!(cond(&status, "Progressing"), ("True", "PodsNotReady"));
+    }
+
+    #[tokio::test]
+    async fn spec_change_reapplies_children_and_bumps_only_for_ring_shape() {
+        let router = FakeRouter::start().await;
+        let published = ring(6, 3);
+        let mut wsc = settled(3, &published).with_generation(3);
+        wsc.spec.routing.virtual_nodes = 2048;
+        wsc.spec.routing.key.from = KeySource::Header;
+        wsc.spec.routing.key.name = "x-user".into();
+        let (w, port) = (wsc.clone(), router.port());
+        let (action, (ring, applied, status)) = run_scenario(wsc, move |mut api| {
+            async move {
+                api.token_exists().await;
+                api.pod_slices(&[ready_pods(3)]).await;
+                api.ring_configmap(Some(ring_cm(&published))).await;
+                let ring = api.ring_applied().await;
+                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
+                    .await;
+                let applied = api.children_applied(&w, sts_status(3, 3), 2).await;
+                api.ingress_absent().await;
+                api.events(&["RingUpdated"]).await;
+                let status = api.status_applied(&w).await;
+                (api, (ring, applied, status))
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
+        assert_eq!((ring.version, ring.vnodes), (7, 2048));
+        assert_eq!(router.received().await.ring.vnodes, 2048);
+        let env = applied.deployment.spec.template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let source = env.iter().find(|e| e.name == "WSRING_KEY_SOURCE").unwrap();
+        assert_eq!(source.value.as_deref(), Some("header"));
+        assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[tokio::test]
+    async fn operator_restart_bumps_nothing_and_writes_nothing() {
+        // A fresh Context is a restarted operator: it reads the published ring back.
+        let router = FakeRouter::start().await;
+        let published = ring(7, 3);
+        let wsc = settled(3, &published);
+        let (w, port) = (wsc.clone(), router.port());
+        let (action, ()) = run_scenario(wsc, move |mut api| {
+            async move {
+                api.token_exists().await;
+                api.pod_slices(&[ready_pods(3)]).await;
+                api.ring_configmap(Some(ring_cm(&published))).await;
+                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
+                    .await;
+                api.children_applied(&w, sts_status(3, 3), 2).await;
+                api.ingress_absent().await;
+                // No ConfigMap apply, no event, no status write.
+                (api, ())
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
+        // The router is told once (this process never saw it acknowledge v7).
+        assert_eq!(router.received().await.ring.version, 7);
+    }
+
+    #[tokio::test]
+    async fn deleted_cluster_is_left_to_the_garbage_collector() {
+        let wsc = settled(3, &ring(2, 3)).deleting();
+        let (action, ()) = run_scenario(wsc, |api| async move { (api, ()) }.boxed()).await;
+        assert_eq!(action.unwrap(), Action::await_change());
+    }
+
+    #[tokio::test]
+    async fn invalid_spec_is_reported_not_applied() {
+        let mut wsc = settled(3, &ring(2, 3)).with_generation(2);
+        wsc.spec.routing.virtual_nodes = 5000; // past the schema (e.g. CRD without validation)
+        let w = wsc.clone();
+        let (action, (events, status)) = run_scenario(wsc, move |mut api| {
+            async move {
+                let events = api.events(&["InvalidSpec"]).await;
+                let status = api.status_applied(&w).await;
+                (api, (events, status))
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::await_change());
+        assert_eq!(events[0]["type"], "Warning");
+        assert_eq!(cond(&status, "Degraded"), ("True", "InvalidSpec"));
+        assert_eq!(status.ring_version, 2, "the published ring stays");
+    }
+
+    #[tokio::test]
+    async fn unreachable_router_is_degraded_and_retried_soon() {
+        let closed_port = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port() as i32
+        };
+        let published = ring(2, 3);
+        let wsc = settled(3, &published);
+        let w = wsc.clone();
+        let (action, (events, status)) = run_scenario(wsc, move |mut api| {
+            async move {
+                api.token_exists().await;
+                api.pod_slices(&[ready_pods(3)]).await;
+                api.ring_configmap(Some(ring_cm(&published))).await;
+                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], closed_port)])
+                    .await;
+                api.children_applied(&w, sts_status(3, 3), 2).await;
+                api.ingress_absent().await;
+                let events = api.events(&["RouterNotifyFailed"]).await;
+                let status = api.status_applied(&w).await;
+                (api, (events, status))
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::requeue(RETRY));
+        assert_eq!(events[0]["type"], "Warning");
+        assert_eq!(cond(&status, "Degraded"), ("True", "RouterNotifyFailed"));
+        assert_eq!(cond(&status, "Ready"), ("True", "AllMembersReady"));
+    }
+
+    #[tokio::test]
+    async fn ingress_is_applied_when_enabled_and_deleted_when_disabled() {
+        let published = ring(2, 1);
+        let wsc = settled(1, &published).with_ingress("chat.example.com", Some("chat-tls"));
+        let w = wsc.clone();
+        let p = published.clone();
+        let (_, ingress) = run_scenario(wsc, move |mut api| {
+            async move {
+                api.token_exists().await;
+                api.pod_slices(&[ready_pods(1)]).await;
+                api.ring_configmap(Some(ring_cm(&p))).await;
+                api.router_slices(&[]).await;
+                api.children_applied(&w, sts_status(1, 1), 2).await;
+                let ingress = api.ingress_applied(&w).await;
+                (api, ingress)
+            }
+            .boxed()
+        })
+        .await;
+        let tls = ingress.spec.unwrap().tls.unwrap();
+        assert_eq!(tls[0].secret_name.as_deref(), Some("chat-tls"));
+
+        let wsc = settled(1, &published);
+        let w = wsc.clone();
+        let (action, ()) = run_scenario(wsc, move |mut api| {
+            async move {
+                api.token_exists().await;
+                api.pod_slices(&[ready_pods(1)]).await;
+                api.ring_configmap(Some(ring_cm(&published))).await;
+                api.router_slices(&[]).await;
+                api.children_applied(&w, sts_status(1, 1), 2).await;
+                api.ingress_deleted(&w).await;
+                (api, ())
+            }
+            .boxed()
+        })
+        .await;
+        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
+    }
 }

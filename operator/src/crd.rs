@@ -24,6 +24,8 @@ pub const RESERVED_POD_PORTS: [i32; 2] = [8081, 9091];
 
 /// A stateful WebSocket service with key affinity: app pods behind ws-pod sidecars,
 /// routers hashing a routing key onto a consistent-hash ring of the pods.
+// Two printer columns share `type_ = "integer"`, which clippy reads as a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "wsring.io",
@@ -57,7 +59,11 @@ pub const RESERVED_POD_PORTS: [i32; 2] = [8081, 9091];
         json_path = ".status.ringVersion",
         description = "Ring version published to the routers"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WebSocketClusterSpec {
@@ -380,7 +386,10 @@ impl WebSocketClusterSpec {
             ));
         }
         if !(1..=65535).contains(&self.app_port) {
-            return invalid(format!("appPort must be in 1..=65535, got {}", self.app_port));
+            return invalid(format!(
+                "appPort must be in 1..=65535, got {}",
+                self.app_port
+            ));
         }
         if !(1..=65535).contains(&self.router.service.port) {
             return invalid(format!(
@@ -515,7 +524,10 @@ mod tests {
         let scale = sub.scale.as_ref().unwrap();
         assert_eq!(scale.spec_replicas_path, ".spec.replicas");
         assert_eq!(scale.status_replicas_path, ".status.replicas");
-        assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
         let columns: Vec<_> = version
             .additional_printer_columns
             .iter()
@@ -531,7 +543,10 @@ mod tests {
         let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
             ["status"]["properties"]["conditions"];
         assert_eq!(conditions["x-kubernetes-list-type"], "map");
-        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+        assert_eq!(
+            conditions["x-kubernetes-list-map-keys"],
+            serde_json::json!(["type"])
+        );
     }
 
     #[test]
@@ -552,27 +567,41 @@ mod tests {
 
     #[test]
     fn validate_refuses_what_the_schema_cannot_express() {
-        let mut spec = WebSocketClusterSpec::default();
-        spec.redis = Some(RedisSpec {
-            url: Some("redis://r:6379".into()),
-            url_secret_ref: Some(SecretKeyRef {
-                name: "s".into(),
-                key: "k".into(),
+        let both_urls = WebSocketClusterSpec {
+            redis: Some(RedisSpec {
+                url: Some("redis://r:6379".into()),
+                url_secret_ref: Some(SecretKeyRef {
+                    name: "s".into(),
+                    key: "k".into(),
+                }),
+                password_secret_ref: None,
             }),
-            password_secret_ref: None,
-        });
-        assert!(matches!(spec.validate(), Err(Error::InvalidSpec(_))));
-
-        let mut spec = WebSocketClusterSpec::default();
-        spec.app_port = 9091;
-        assert!(matches!(spec.validate(), Err(Error::InvalidSpec(_))));
-
-        let mut spec = WebSocketClusterSpec::default();
-        spec.routing.virtual_nodes = 5000;
-        assert!(matches!(spec.validate(), Err(Error::InvalidSpec(_))));
-
-        let mut spec = WebSocketClusterSpec::default();
-        spec.routing.bounded_load = Some(1.0);
-        assert!(matches!(spec.validate(), Err(Error::InvalidSpec(_))));
+            ..WebSocketClusterSpec::default()
+        };
+        let sidecar_port = WebSocketClusterSpec {
+            app_port: 9091,
+            ..WebSocketClusterSpec::default()
+        };
+        let mut too_many_vnodes = WebSocketClusterSpec::default();
+        too_many_vnodes.routing.virtual_nodes = 5000;
+        let mut bound_too_low = WebSocketClusterSpec::default();
+        bound_too_low.routing.bounded_load = Some(1.0);
+        let mut empty_header = WebSocketClusterSpec::default();
+        empty_header.routing.key = RoutingKey {
+            from: KeySource::Header,
+            name: String::new(),
+        };
+        for spec in [
+            both_urls,
+            sidecar_port,
+            too_many_vnodes,
+            bound_too_low,
+            empty_header,
+        ] {
+            assert!(
+                matches!(spec.validate(), Err(Error::InvalidSpec(_))),
+                "{spec:?}"
+            );
+        }
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectReference, PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, ObjectReference, PodSpec, PodTemplateSpec, Secret,
+};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -25,7 +27,9 @@ use tower_test::mock::{self, Handle, SendResponse};
 use wsring_core::{Member, RingSpec};
 
 use crate::controller::{reconcile, Context};
-use crate::crd::{RedisSpec, SecretKeyRef, WebSocketCluster, WebSocketClusterSpec, WebSocketClusterStatus};
+use crate::crd::{
+    RedisSpec, SecretKeyRef, WebSocketCluster, WebSocketClusterSpec, WebSocketClusterStatus,
+};
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, RouterAcks};
 use crate::resources::{self, ring_configmap, token::TOKEN_KEY};
@@ -167,7 +171,12 @@ impl EndpointFixture {
     }
 }
 
-fn slice(service: String, cluster: &str, endpoints: Vec<Endpoint>, ports: Vec<(&str, i32)>) -> EndpointSlice {
+fn slice(
+    service: String,
+    cluster: &str,
+    endpoints: Vec<Endpoint>,
+    ports: Vec<(&str, i32)>,
+) -> EndpointSlice {
     EndpointSlice {
         metadata: ObjectMeta {
             name: Some(format!("{service}-abcde")),
@@ -175,15 +184,21 @@ fn slice(service: String, cluster: &str, endpoints: Vec<Endpoint>, ports: Vec<(&
             labels: Some(
                 [
                     ("kubernetes.io/service-name".to_string(), service),
-                    ("app.kubernetes.io/instance".to_string(), cluster.to_string()),
-                    ("app.kubernetes.io/managed-by".to_string(), "wsring-operator".to_string()),
+                    (
+                        "app.kubernetes.io/instance".to_string(),
+                        cluster.to_string(),
+                    ),
+                    (
+                        "app.kubernetes.io/managed-by".to_string(),
+                        "wsring-operator".to_string(),
+                    ),
                 ]
                 .into(),
             ),
             ..ObjectMeta::default()
         },
         address_type: "IPv4".into(),
-        endpoints,
+        endpoints: Some(endpoints),
         ports: Some(
             ports
                 .into_iter()
@@ -292,15 +307,25 @@ impl FakeRouter {
     pub async fn start() -> Self {
         use axum::extract::State;
         use axum::http::HeaderMap;
-        type Shared = Arc<(Mutex<Option<RingSpec>>, tokio::sync::mpsc::UnboundedSender<Received>)>;
-        async fn put_ring(State(state): State<Shared>, headers: HeaderMap, body: String) -> (StatusCode, String) {
+        type Shared = Arc<(
+            Mutex<Option<RingSpec>>,
+            tokio::sync::mpsc::UnboundedSender<Received>,
+        )>;
+        async fn put_ring(
+            State(state): State<Shared>,
+            headers: HeaderMap,
+            body: String,
+        ) -> (StatusCode, String) {
             let auth = headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
             if auth != format!("Bearer {TOKEN}") {
-                return (StatusCode::UNAUTHORIZED, "{\"error\":\"unauthorized\"}".into());
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    "{\"error\":\"unauthorized\"}".into(),
+                );
             }
             let Ok(ring) = RingSpec::parse(body.as_bytes()) else {
                 return (StatusCode::BAD_REQUEST, "{}".into());
@@ -411,20 +436,30 @@ impl ApiServerVerifier {
 
     /// GET of the token Secret, which exists.
     pub async fn token_exists(&mut self) {
-        let (_, send) = self.next(Method::GET, "/api/v1/namespaces/testns/secrets/chat-token").await;
+        let (_, send) = self
+            .next(Method::GET, "/api/v1/namespaces/testns/secrets/chat-token")
+            .await;
         respond(send, StatusCode::OK, &token_secret());
     }
 
     /// GET of the token Secret (404), then its creation; returns the new token.
     pub async fn token_created(&mut self) -> String {
-        let (_, send) = self.next(Method::GET, "/api/v1/namespaces/testns/secrets/chat-token").await;
+        let (_, send) = self
+            .next(Method::GET, "/api/v1/namespaces/testns/secrets/chat-token")
+            .await;
         not_found(send);
         let (body, send) = self
-            .next(Method::POST, "/api/v1/namespaces/testns/secrets?&fieldManager=wsring-operator")
+            .next(
+                Method::POST,
+                "/api/v1/namespaces/testns/secrets?&fieldManager=wsring-operator",
+            )
             .await;
         let secret: Secret = serde_json::from_value(body.clone()).unwrap();
         assert_eq!(secret.metadata.name.as_deref(), Some("chat-token"));
-        assert_eq!(secret.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-chat");
+        assert_eq!(
+            secret.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "uid-chat"
+        );
         let token = resources::token::read_token(&secret).expect("token in the secret");
         assert_eq!(token.len(), 64);
         respond(send, StatusCode::CREATED, &body);
@@ -455,7 +490,12 @@ impl ApiServerVerifier {
 
     /// GET of the ring ConfigMap.
     pub async fn ring_configmap(&mut self, existing: Option<ConfigMap>) {
-        let (_, send) = self.next(Method::GET, "/api/v1/namespaces/testns/configmaps/chat-ring").await;
+        let (_, send) = self
+            .next(
+                Method::GET,
+                "/api/v1/namespaces/testns/configmaps/chat-ring",
+            )
+            .await;
         match existing {
             Some(cm) => respond(send, StatusCode::OK, &cm),
             None => not_found(send),
@@ -473,15 +513,28 @@ impl ApiServerVerifier {
         let cm: ConfigMap = serde_json::from_value(body.clone()).unwrap();
         assert_eq!(body["apiVersion"], "v1");
         assert_eq!(body["kind"], "ConfigMap");
-        assert_eq!(cm.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-chat");
+        assert_eq!(
+            cm.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "uid-chat"
+        );
         let ring = ring_configmap::read_ring(&cm).expect("a valid ring.json");
         respond(send, StatusCode::OK, &body);
         ring
     }
 
-    async fn apply_exact<K: Serialize + DeserializeOwned>(&mut self, path: &str, desired: &K) -> (K, SendResponse<Response<Body>>) {
-        let (body, send) = self.next(Method::PATCH, &format!("{path}{MANAGER_QUERY}")).await;
-        assert_eq!(body, serde_json::to_value(desired).unwrap(), "apply body of {path}");
+    async fn apply_exact<K: Serialize + DeserializeOwned>(
+        &mut self,
+        path: &str,
+        desired: &K,
+    ) -> (K, SendResponse<Response<Body>>) {
+        let (body, send) = self
+            .next(Method::PATCH, &format!("{path}{MANAGER_QUERY}"))
+            .await;
+        assert_eq!(
+            body,
+            serde_json::to_value(desired).unwrap(),
+            "apply body of {path}"
+        );
         (serde_json::from_value(body).unwrap(), send)
     }
 
@@ -496,18 +549,29 @@ impl ApiServerVerifier {
         use crate::resources::{rbac, router, services, statefulset};
         let ns = "/api/v1/namespaces/testns";
         let (b, s) = self
-            .apply_exact(&format!("{ns}/serviceaccounts/chat-router"), &rbac::service_account(wsc))
+            .apply_exact(
+                &format!("{ns}/serviceaccounts/chat-router"),
+                &rbac::service_account(wsc),
+            )
             .await;
         respond(s, StatusCode::OK, &b);
         let rbac_ns = "/apis/rbac.authorization.k8s.io/v1/namespaces/testns";
-        let (b, s) = self.apply_exact(&format!("{rbac_ns}/roles/chat-router"), &rbac::role(wsc)).await;
-        respond(s, StatusCode::OK, &b);
         let (b, s) = self
-            .apply_exact(&format!("{rbac_ns}/rolebindings/chat-router"), &rbac::role_binding(wsc))
+            .apply_exact(&format!("{rbac_ns}/roles/chat-router"), &rbac::role(wsc))
             .await;
         respond(s, StatusCode::OK, &b);
         let (b, s) = self
-            .apply_exact(&format!("{ns}/services/chat-pods"), &services::pods_service(wsc))
+            .apply_exact(
+                &format!("{rbac_ns}/rolebindings/chat-router"),
+                &rbac::role_binding(wsc),
+            )
+            .await;
+        respond(s, StatusCode::OK, &b);
+        let (b, s) = self
+            .apply_exact(
+                &format!("{ns}/services/chat-pods"),
+                &services::pods_service(wsc),
+            )
             .await;
         respond(s, StatusCode::OK, &b);
         let (mut sts, s) = self
@@ -520,7 +584,10 @@ impl ApiServerVerifier {
         sts.status = Some(sts_status);
         respond(s, StatusCode::OK, &sts);
         let (b, s) = self
-            .apply_exact(&format!("{ns}/services/chat"), &services::router_service(wsc))
+            .apply_exact(
+                &format!("{ns}/services/chat"),
+                &services::router_service(wsc),
+            )
             .await;
         respond(s, StatusCode::OK, &b);
         let (b, s) = self
@@ -551,7 +618,10 @@ impl ApiServerVerifier {
     /// Ingress disabled and none exists.
     pub async fn ingress_absent(&mut self) {
         let (_, send) = self
-            .next(Method::GET, "/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat")
+            .next(
+                Method::GET,
+                "/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat",
+            )
             .await;
         not_found(send);
     }
@@ -560,7 +630,9 @@ impl ApiServerVerifier {
     pub async fn ingress_deleted(&mut self, wsc: &WebSocketCluster) {
         let path = "/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat";
         let (_, send) = self.next(Method::GET, path).await;
-        let mut existing = resources::ingress::ingress(&wsc.clone().with_ingress("chat.example.com", None)).unwrap();
+        let mut existing =
+            resources::ingress::ingress(&wsc.clone().with_ingress("chat.example.com", None))
+                .unwrap();
         existing.metadata.uid = Some("uid-ingress".into());
         respond(send, StatusCode::OK, &existing);
         let (body, send) = self.next(Method::DELETE, &format!("{path}?")).await;
@@ -572,7 +644,10 @@ impl ApiServerVerifier {
     pub async fn ingress_applied(&mut self, wsc: &WebSocketCluster) -> Ingress {
         let desired = resources::ingress::ingress(wsc).expect("ingress enabled");
         let (b, s) = self
-            .apply_exact("/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat", &desired)
+            .apply_exact(
+                "/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat",
+                &desired,
+            )
             .await;
         respond(s, StatusCode::OK, &b);
         b
@@ -583,7 +658,10 @@ impl ApiServerVerifier {
         let mut out = Vec::new();
         for reason in reasons {
             let (body, send) = self
-                .next(Method::POST, "/apis/events.k8s.io/v1/namespaces/testns/events?")
+                .next(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/testns/events?",
+                )
                 .await;
             assert_eq!(body["reason"], *reason);
             assert_eq!(body["regarding"]["kind"], "WebSocketCluster");
@@ -605,8 +683,13 @@ impl ApiServerVerifier {
             .await;
         assert_eq!(body["apiVersion"], "wsring.io/v1alpha1");
         assert_eq!(body["kind"], "WebSocketCluster");
-        let status: WebSocketClusterStatus = serde_json::from_value(body["status"].clone()).unwrap();
-        respond(send, StatusCode::OK, &wsc.clone().with_status(status.clone()));
+        let status: WebSocketClusterStatus =
+            serde_json::from_value(body["status"].clone()).unwrap();
+        respond(
+            send,
+            StatusCode::OK,
+            &wsc.clone().with_status(status.clone()),
+        );
         status
     }
 
@@ -642,7 +725,9 @@ impl Context {
 /// Panics from the verifier (a wrong call) surface here with their message.
 pub async fn run_scenario<T: Send + 'static>(
     wsc: WebSocketCluster,
-    verify: impl FnOnce(ApiServerVerifier) -> BoxFuture<'static, (ApiServerVerifier, T)>,
+    verify: impl FnOnce(ApiServerVerifier) -> BoxFuture<'static, (ApiServerVerifier, T)>
+        + Send
+        + 'static,
 ) -> (Result<Action, Error>, T) {
     let (ctx, api) = Context::test();
     let mock = tokio::spawn(async move {

@@ -78,7 +78,12 @@ pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decis
 }
 
 /// The Lease spec after our decision.
-pub fn next_spec(previous: Option<&LeaseSpec>, identity: &str, timing: &Timing, now: Timestamp) -> LeaseSpec {
+pub fn next_spec(
+    previous: Option<&LeaseSpec>,
+    identity: &str,
+    timing: &Timing,
+    now: Timestamp,
+) -> LeaseSpec {
     let renewing = previous.and_then(|p| p.holder_identity.as_deref()) == Some(identity);
     let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
     LeaseSpec {
@@ -109,7 +114,11 @@ pub struct LeaderElector {
 impl LeaderElector {
     /// A candidate named `identity` (the pod name) for the Lease in `api`'s namespace.
     pub fn new(api: Api<Lease>, identity: String, timing: Timing) -> Self {
-        LeaderElector { api, identity, timing }
+        LeaderElector {
+            api,
+            identity,
+            timing,
+        }
     }
 
     /// One attempt: true when we hold the Lease afterwards.
@@ -123,14 +132,20 @@ impl LeaderElector {
                 let lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(LEASE_NAME.to_string()),
-                        resource_version: current.as_ref().and_then(|l| l.metadata.resource_version.clone()),
+                        resource_version: current
+                            .as_ref()
+                            .and_then(|l| l.metadata.resource_version.clone()),
                         ..ObjectMeta::default()
                     },
                     spec: Some(next_spec(spec, &self.identity, &self.timing, now)),
                 };
                 let result = match current {
                     None => self.api.create(&PostParams::default(), &lease).await,
-                    Some(_) => self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await,
+                    Some(_) => {
+                        self.api
+                            .replace(LEASE_NAME, &PostParams::default(), &lease)
+                            .await
+                    }
                 };
                 match result {
                     Ok(_) => {
@@ -160,7 +175,9 @@ impl LeaderElector {
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
-        self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await?;
+        self.api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await?;
         Ok(())
     }
 
@@ -251,7 +268,10 @@ mod tests {
 
     #[test]
     fn own_lease_is_renewed() {
-        assert_eq!(decide(Some(&held_by("me", 0)), "me", at(100)), Decision::Renew);
+        assert_eq!(
+            decide(Some(&held_by("me", 0)), "me", at(100)),
+            Decision::Renew
+        );
     }
 
     #[test]
@@ -265,5 +285,129 @@ mod tests {
         assert_eq!(renewed.lease_transitions, Some(2));
         assert_eq!(renewed.acquire_time, Some(MicroTime(at(0))));
         assert_eq!(renewed.renew_time, Some(MicroTime(at(30))));
+    }
+
+    mod api {
+        //! `try_acquire_or_renew` against a mocked API server.
+        use super::*;
+        use http::{Method, Request, Response};
+        use kube::client::Body;
+        use kube::Client;
+        use serde_json::{json, Value};
+        use tower_test::mock::{self, Handle};
+
+        const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/wsring-operator";
+
+        fn elector() -> (LeaderElector, Handle<Request<Body>, Response<Body>>) {
+            let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+            let api = Api::namespaced(Client::new(service, "ops"), "ops");
+            (
+                LeaderElector::new(api, "me".into(), Timing::default()),
+                handle,
+            )
+        }
+
+        async fn expect(
+            handle: &mut Handle<Request<Body>, Response<Body>>,
+            method: Method,
+            uri: &str,
+            status: u16,
+            answer: Value,
+        ) -> Value {
+            let (request, send) = handle.next_request().await.expect("a call");
+            assert_eq!(
+                (request.method(), request.uri().to_string()),
+                (&method, uri.to_string())
+            );
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap(),
+            );
+            body
+        }
+
+        fn lease(holder: &str, renewed: Timestamp) -> Value {
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": LEASE_NAME, "namespace": "ops", "resourceVersion": "42"},
+                   "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": 1,
+                            "acquireTime": MicroTime(renewed), "renewTime": MicroTime(renewed)}})
+        }
+
+        #[tokio::test]
+        async fn missing_lease_is_created() {
+            let (elector, mut handle) = elector();
+            let server = tokio::spawn(async move {
+                let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+                expect(&mut handle, Method::GET, PATH, 404, not_found).await;
+                let created = expect(
+                    &mut handle,
+                    Method::POST,
+                    "/apis/coordination.k8s.io/v1/namespaces/ops/leases?",
+                    201,
+                    lease("me", Timestamp::now()),
+                )
+                .await;
+                assert_eq!(created["spec"]["holderIdentity"], "me");
+                assert_eq!(created["spec"]["leaseDurationSeconds"], 15);
+            });
+            assert!(elector.try_acquire_or_renew().await.unwrap());
+            server.await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn valid_foreign_lease_is_not_touched() {
+            let (elector, mut handle) = elector();
+            let server = tokio::spawn(async move {
+                expect(
+                    &mut handle,
+                    Method::GET,
+                    PATH,
+                    200,
+                    lease("other", Timestamp::now()),
+                )
+                .await;
+            });
+            assert!(!elector.try_acquire_or_renew().await.unwrap());
+            server.await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn expired_lease_is_taken_with_its_resource_version() {
+            let (elector, mut handle) = elector();
+            let server = tokio::spawn(async move {
+                let old = Timestamp::now() - SignedDuration::from_secs(60);
+                expect(&mut handle, Method::GET, PATH, 200, lease("other", old)).await;
+                let replaced = expect(
+                    &mut handle,
+                    Method::PUT,
+                    &format!("{PATH}?"),
+                    200,
+                    lease("me", Timestamp::now()),
+                )
+                .await;
+                assert_eq!(replaced["metadata"]["resourceVersion"], "42");
+                assert_eq!(replaced["spec"]["holderIdentity"], "me");
+                assert_eq!(replaced["spec"]["leaseTransitions"], 2);
+            });
+            assert!(elector.try_acquire_or_renew().await.unwrap());
+            server.await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn losing_the_write_race_is_not_an_error() {
+            let (elector, mut handle) = elector();
+            let server = tokio::spawn(async move {
+                let old = Timestamp::now() - SignedDuration::from_secs(60);
+                expect(&mut handle, Method::GET, PATH, 200, lease("other", old)).await;
+                let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409});
+                expect(&mut handle, Method::PUT, &format!("{PATH}?"), 409, conflict).await;
+            });
+            assert!(!elector.try_acquire_or_renew().await.unwrap());
+            server.await.unwrap();
+        }
     }
 }

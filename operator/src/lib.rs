@@ -78,7 +78,10 @@ pub struct Config {
 
 /// Run the operator until `shutdown` resolves: check the CRD, serve metrics,
 /// optionally win the Lease, then reconcile.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let shutdown = shutdown.boxed().shared();
     let client = Client::try_default().await?;
     check_crd(&client, config.namespace.as_deref()).await?;
@@ -89,15 +92,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     tracing::info!(listen = %config.listen, "serving /metrics and /healthz");
     let server = tokio::spawn(http::serve(listener, Arc::new(registry), shutdown.clone()));
 
-    let work = controller::run(client.clone(), config.namespace.clone(), metrics, shutdown.clone());
+    let work = controller::run(
+        client.clone(),
+        config.namespace.clone(),
+        metrics,
+        shutdown.clone(),
+    );
     let result = if config.leader_election {
         let ns = std::env::var("POD_NAMESPACE").map_err(|_| {
-            Error::Leader("--leader-election needs POD_NAMESPACE (downward API metadata.namespace)".into())
+            Error::Leader(
+                "--leader-election needs POD_NAMESPACE (downward API metadata.namespace)".into(),
+            )
         })?;
         let identity = std::env::var("POD_NAME")
             .ok()
             .or_else(|| hostname::get().ok().and_then(|h| h.into_string().ok()))
-            .ok_or_else(|| Error::Leader("no POD_NAME or hostname for the lease identity".into()))?;
+            .ok_or_else(|| {
+                Error::Leader("no POD_NAME or hostname for the lease identity".into())
+            })?;
         tracing::info!(%identity, namespace = %ns, lease = leader::LEASE_NAME, "leader election on");
         let elector = leader::LeaderElector::new(
             Api::<Lease>::namespaced(client, &ns),

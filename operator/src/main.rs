@@ -6,7 +6,11 @@ use tracing_subscriber::{fmt, EnvFilter};
 use wsring_operator::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "wsring-operator", version, about = "Kubernetes operator for wsring WebSocketClusters")]
+#[command(
+    name = "wsring-operator",
+    version,
+    about = "Kubernetes operator for wsring WebSocketClusters"
+)]
 struct Cli {
     #[command(flatten)]
     config: Config,
@@ -15,7 +19,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     match cli.config.log_format {
         LogFormat::Json => fmt().json().with_env_filter(filter).init(),
         LogFormat::Text => fmt().with_env_filter(filter).init(),

@@ -129,13 +129,22 @@ mod tests {
         let mut unknown = EndpointFixture::ready(1);
         unknown.ready = None;
         let m = members(&[pod_slice("chat", &[terminating, unknown])]);
-        assert_eq!(m.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["chat-1"]);
+        assert_eq!(
+            m.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            ["chat-1"]
+        );
     }
 
     #[test]
     fn overlapping_slices_are_deduplicated_and_sorted() {
-        let a = pod_slice("chat", &[EndpointFixture::ready(2), EndpointFixture::ready(0)]);
-        let b = pod_slice("chat", &[EndpointFixture::ready(0), EndpointFixture::ready(1)]);
+        let a = pod_slice(
+            "chat",
+            &[EndpointFixture::ready(2), EndpointFixture::ready(0)],
+        );
+        let b = pod_slice(
+            "chat",
+            &[EndpointFixture::ready(0), EndpointFixture::ready(1)],
+        );
         let names: Vec<_> = members(&[a, b]).into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["chat-0", "chat-1", "chat-2"]);
     }

@@ -48,9 +48,9 @@ impl Default for Metrics {
             failures: Family::default(),
             ring_version: Family::default(),
             notify_failures: Counter::default(),
-            reconcile_duration: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
-            ),
+            reconcile_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
         }
     }
 }

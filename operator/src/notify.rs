@@ -59,7 +59,12 @@ struct PutAnswer {
 
 impl Notifier {
     /// `PUT /ring` to one router.
-    pub async fn put_ring(&self, router: &str, token: &str, ring_json: &str) -> Result<RouterAnswer, Error> {
+    pub async fn put_ring(
+        &self,
+        router: &str,
+        token: &str,
+        ring_json: &str,
+    ) -> Result<RouterAnswer, Error> {
         let fail = |reason: String| Error::Notify {
             router: router.to_string(),
             reason,
@@ -72,7 +77,11 @@ impl Notifier {
             .body(Full::new(Bytes::from(ring_json.to_string())))
             .map_err(|e| fail(e.to_string()))?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| fail(e.to_string()))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             let status = response.status();
             let body = response
                 .into_body()
@@ -97,7 +106,10 @@ impl Notifier {
             }
             other => Err(fail(format!(
                 "HTTP {other}: {}",
-                String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             ))),
         }
     }
@@ -152,11 +164,13 @@ impl RouterAcks {
         let mut clusters = self.clusters.lock().expect("acks lock");
         let now = Instant::now();
         clusters.retain(|_, c| now.duration_since(c.touched) < ACK_TTL);
-        let entry = clusters.entry(cluster.to_string()).or_insert_with(|| ClusterAcks {
-            version,
-            routers: BTreeSet::new(),
-            touched: now,
-        });
+        let entry = clusters
+            .entry(cluster.to_string())
+            .or_insert_with(|| ClusterAcks {
+                version,
+                routers: BTreeSet::new(),
+                touched: now,
+            });
         entry.touched = now;
         if entry.version != version {
             entry.version = version;
@@ -249,10 +263,19 @@ mod tests {
         };
         let acks = RouterAcks::default();
         let failures = Notifier::default()
-            .notify_all(&acks, "ns/c", &[closed.clone(), router.addr.clone()], "s3cret", &ring)
+            .notify_all(
+                &acks,
+                "ns/c",
+                &[closed.clone(), router.addr.clone()],
+                "s3cret",
+                &ring,
+            )
             .await;
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].metric_label(), "notify");
-        assert_eq!(acks.pending("ns/c", 5, &[closed.clone(), router.addr.clone()]), [closed]);
+        assert_eq!(
+            acks.pending("ns/c", 5, &[closed.clone(), router.addr.clone()]),
+            [closed]
+        );
     }
 }

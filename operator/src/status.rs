@@ -31,14 +31,22 @@ pub struct Observed {
 }
 
 /// The full status to apply.
-pub fn desired_status(wsc: &WebSocketCluster, observed: &Observed, now: &Time) -> WebSocketClusterStatus {
+pub fn desired_status(
+    wsc: &WebSocketCluster,
+    observed: &Observed,
+    now: &Time,
+) -> WebSocketClusterStatus {
     let old = wsc.status.clone().unwrap_or_default();
     let generation = wsc.metadata.generation;
     let (members, ring_version, pods) = if observed.invalid_spec.is_some() {
         // Nothing was applied: keep reporting what is deployed.
         (old.members.clone(), old.ring_version, old.replicas)
     } else {
-        (observed.members.clone(), observed.ring_version, observed.pods)
+        (
+            observed.members.clone(),
+            observed.ring_version,
+            observed.pods,
+        )
     };
     WebSocketClusterStatus {
         replicas: pods,
@@ -79,9 +87,19 @@ pub fn conditions(
     };
 
     let progressing = if o.invalid_spec.is_some() {
-        ("False", "InvalidSpec", "fix the spec to continue".to_string())
+        (
+            "False",
+            "InvalidSpec",
+            "fix the spec to continue".to_string(),
+        )
     } else if o.pods != desired || ready_pods != desired {
-        let reason = if o.pods < desired { "ScalingUp" } else if o.pods > desired { "ScalingDown" } else { "PodsNotReady" };
+        let reason = if o.pods < desired {
+            "ScalingUp"
+        } else if o.pods > desired {
+            "ScalingDown"
+        } else {
+            "PodsNotReady"
+        };
         ("True", reason, counts.clone())
     } else if o.routers_ready != routers_desired {
         ("True", "RoutersRollingOut", counts.clone())
@@ -105,24 +123,28 @@ pub fn conditions(
         ("False", "AsExpected", "no problem found".to_string())
     };
 
-    [("Ready", ready), ("Progressing", progressing), ("Degraded", degraded)]
-        .into_iter()
-        .map(|(type_, (status, reason, message))| {
-            let previous = old.iter().find(|c| c.type_ == type_);
-            let last_transition_time = match previous {
-                Some(p) if p.status == status => p.last_transition_time.clone(),
-                _ => now.clone(),
-            };
-            Condition {
-                type_: type_.to_string(),
-                status: status.to_string(),
-                reason: reason.to_string(),
-                message,
-                last_transition_time,
-                observed_generation: wsc.metadata.generation,
-            }
-        })
-        .collect()
+    [
+        ("Ready", ready),
+        ("Progressing", progressing),
+        ("Degraded", degraded),
+    ]
+    .into_iter()
+    .map(|(type_, (status, reason, message))| {
+        let previous = old.iter().find(|c| c.type_ == type_);
+        let last_transition_time = match previous {
+            Some(p) if p.status == status => p.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            last_transition_time,
+            observed_generation: wsc.metadata.generation,
+        }
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -197,7 +219,11 @@ mod tests {
     fn invalid_spec_keeps_the_deployed_picture() {
         let wsc = WebSocketCluster::test()
             .with_replicas(3)
-            .with_status(desired_status(&WebSocketCluster::test().with_replicas(3), &healthy(3), &time(1)));
+            .with_status(desired_status(
+                &WebSocketCluster::test().with_replicas(3),
+                &healthy(3),
+                &time(1),
+            ));
         let o = Observed {
             invalid_spec: Some("bad".into()),
             ..Observed::default()

@@ -17,7 +17,10 @@ use serde_json::Value;
 use wsring_operator::crd::{crd_yaml, WebSocketCluster};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn validator() -> jsonschema::Validator {
@@ -54,7 +57,11 @@ fn errors(validator: &jsonschema::Validator, doc: &Value) -> Vec<String> {
 
 fn assert_accepted(validator: &jsonschema::Validator, path: &Path, doc: &Value) {
     let errs = errors(validator, doc);
-    assert!(errs.is_empty(), "{} refused by the CRD schema: {errs:?}", path.display());
+    assert!(
+        errs.is_empty(),
+        "{} refused by the CRD schema: {errs:?}",
+        path.display()
+    );
     let wsc: WebSocketCluster = serde_json::from_value(doc.clone())
         .unwrap_or_else(|e| panic!("{} does not deserialize: {e}", path.display()));
     wsc.spec
@@ -83,7 +90,10 @@ fn example_manifests_pass_the_schema() {
             seen += 1;
         }
     }
-    assert!(seen >= 1, "no WebSocketCluster found in manifests/examples/*.yaml");
+    assert!(
+        seen >= 1,
+        "no WebSocketCluster found in manifests/examples/*.yaml"
+    );
 }
 
 #[test]
@@ -102,7 +112,12 @@ fn valid_fixtures_pass_the_schema() {
 fn invalid_fixtures_are_refused_by_the_schema() {
     let validator = validator();
     let files = yaml_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid"));
-    for required in ["negative-replicas", "vnodes-zero", "vnodes-5000", "key-from-body"] {
+    for required in [
+        "negative-replicas",
+        "vnodes-zero",
+        "vnodes-5000",
+        "key-from-body",
+    ] {
         assert!(
             files.iter().any(|f| f.file_stem().unwrap() == required),
             "fixture {required}.yaml missing"

@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use wsring_core::RingSpec;
 
 use crate::config::KeySource;
+use crate::dashboard;
 use crate::key::KeyExtractor;
 use crate::metrics;
 use crate::push::{BroadcastAnswer, KeyPushAnswer};
@@ -32,6 +33,8 @@ const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// The admin API over `state`; tested with `tower::ServiceExt::oneshot`.
 pub fn admin_app(state: Arc<Shared>) -> axum::Router {
     axum::Router::new()
+        .route("/", get(dashboard::page))
+        .route("/dashboard/state", get(dashboard::state))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -225,7 +228,8 @@ mod tests {
             .iter()
             .map(|n| json!({"name": n, "addr": format!("{n}:8081"), "admin": format!("{n}:9091")}))
             .collect();
-        json!({"version": version, "vnodes": 64, "boundedLoad": null, "members": members}).to_string()
+        json!({"version": version, "vnodes": 64, "boundedLoad": null, "members": members})
+            .to_string()
     }
 
     async fn call(
@@ -267,7 +271,10 @@ mod tests {
             let (status, _) = call(&s, "POST", uri, Some("nope"), "hi").await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
         }
-        assert!(s.ring.current().is_none(), "unauthorized PUT changed the ring");
+        assert!(
+            s.ring.current().is_none(),
+            "unauthorized PUT changed the ring"
+        );
         let (status, _) = put_ring(&s, &body).await;
         assert_eq!(status, StatusCode::OK);
     }
@@ -328,7 +335,11 @@ mod tests {
 
         put_ring(&s, &ring_json(1, &[])).await;
         let (status, _) = call(&s, "GET", "/readyz", None, "").await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a ring without members is not ready");
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a ring without members is not ready"
+        );
 
         put_ring(&s, &ring_json(2, &["a", "b", "c"])).await;
         let (status, _) = call(&s, "GET", "/readyz", None, "").await;
@@ -361,11 +372,44 @@ mod tests {
         let (status, text) = call(&s, "GET", "/metrics", None, "").await;
         assert_eq!(status, StatusCode::OK);
         let text = text.as_str().unwrap();
-        assert!(text.contains("wsring_router_active_connections 1"), "{text}");
+        assert!(
+            text.contains("wsring_router_active_connections 1"),
+            "{text}"
+        );
         assert!(text.contains("wsring_router_ring_members 1"), "{text}");
         drop(route);
         let (_, list) = call(&s, "GET", "/v1/connections", None, "").await;
         assert_eq!(list, json!([]));
+    }
+
+    #[tokio::test]
+    async fn dashboard_shows_ring_and_connections() {
+        let s = state();
+        let (status, page) = call(&s, "GET", "/", None, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.as_str().unwrap().contains("/dashboard/state"));
+        put_ring(&s, &ring_json(3, &["a", "b"])).await;
+        let _route = s.route("user-1").unwrap();
+        let (status, view) = call(&s, "GET", "/dashboard/state", None, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(view["router"], "router-test");
+        assert_eq!(view["ring"]["version"], 3);
+        let owner = s
+            .ring
+            .current()
+            .unwrap()
+            .owner("user-1")
+            .unwrap()
+            .name
+            .clone();
+        assert_eq!(view["connections"][owner.as_str()], 1);
+        let shares: f64 = ["a", "b"]
+            .iter()
+            .map(|m| view["shares"][m].as_f64().unwrap())
+            .sum();
+        assert!((shares - 1.0).abs() < 1e-9);
+        assert!(!view["arcs"].as_array().unwrap().is_empty());
+        assert_eq!(view["control"], serde_json::Value::Null);
     }
 
     #[tokio::test]
@@ -376,11 +420,32 @@ mod tests {
         assert_eq!(err["error"], "ring_empty");
         put_ring(&s, &ring_json(1, &["a"])).await;
         let long = "x".repeat(300);
-        let (status, err) = call(&s, "POST", &format!("/v1/keys/{long}/messages"), Some(TOKEN), "hi").await;
+        let (status, err) = call(
+            &s,
+            "POST",
+            &format!("/v1/keys/{long}/messages"),
+            Some(TOKEN),
+            "hi",
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(err["error"], "key_too_long");
         let (status, err) = call(&s, "POST", "/v1/keys/%zz/messages", Some(TOKEN), "hi").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(err["error"], "bad_percent_escape");
+        let response = admin_app(s.clone())
+            .oneshot(
+                Request::post("/v1/broadcast")
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .body(Body::from(vec![0xff, 0xfe]))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "text pushes must be UTF-8"
+        );
     }
 }

@@ -39,9 +39,9 @@ impl Publisher {
                 redact(url)
             )));
         }
-        let mut info = url.into_connection_info().map_err(|e| {
-            Error::Config(format!("--redis-url {:?} is invalid: {e}", redact(url)))
-        })?;
+        let mut info = url
+            .into_connection_info()
+            .map_err(|e| Error::Config(format!("--redis-url {:?} is invalid: {e}", redact(url))))?;
         if let Some(password) = password.filter(|p| !p.is_empty()) {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);

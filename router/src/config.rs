@@ -90,6 +90,10 @@ pub struct Config {
     /// On shutdown, tunnels still open after this long are closed.
     #[arg(long, env = "WSRING_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
+
+    /// Local mode: URL of the launcher's control API, for the dashboard's buttons.
+    #[arg(long, env = "WSRING_DASHBOARD_CONTROL_URL")]
+    pub dashboard_control_url: Option<String>,
 }
 
 impl Config {
@@ -113,6 +117,7 @@ impl Config {
             reset_timeout_ms: 2000,
             handshake_timeout_ms: 10_000,
             drain_timeout_ms: 10_000,
+            dashboard_control_url: None,
         }
     }
 

@@ -154,7 +154,9 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 fn path_segment<'a>(path: &'a str, before: &str) -> Option<&'a str> {
     let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
     if before.is_empty() {
-        return segments.next_back().filter(|s| !s.is_empty() || path != "/");
+        return segments
+            .next_back()
+            .filter(|s| !s.is_empty() || path != "/");
     }
     segments.by_ref().find(|s| *s == before)?;
     segments.next()
@@ -227,7 +229,10 @@ mod tests {
     #[test]
     fn query_parameter_is_found_and_decoded() {
         let q = query();
-        assert_eq!(q.extract_parts(&parts("/ws?key=user-1", &[])).unwrap(), "user-1");
+        assert_eq!(
+            q.extract_parts(&parts("/ws?key=user-1", &[])).unwrap(),
+            "user-1"
+        );
         assert_eq!(
             q.extract_parts(&parts("/ws?a=1&key=a%20b%2Fc&key=second", &[]))
                 .unwrap(),
@@ -246,13 +251,22 @@ mod tests {
     #[test]
     fn query_key_problems_are_named() {
         let q = query();
-        assert_eq!(problem(q.extract_parts(&parts("/ws", &[]))), KeyProblem::Missing);
+        assert_eq!(
+            problem(q.extract_parts(&parts("/ws", &[]))),
+            KeyProblem::Missing
+        );
         assert_eq!(
             problem(q.extract_parts(&parts("/ws?other=1", &[]))),
             KeyProblem::Missing
         );
-        assert_eq!(problem(q.extract_parts(&parts("/ws?key=", &[]))), KeyProblem::Empty);
-        assert_eq!(problem(q.extract_parts(&parts("/ws?key", &[]))), KeyProblem::Empty);
+        assert_eq!(
+            problem(q.extract_parts(&parts("/ws?key=", &[]))),
+            KeyProblem::Empty
+        );
+        assert_eq!(
+            problem(q.extract_parts(&parts("/ws?key", &[]))),
+            KeyProblem::Empty
+        );
         assert_eq!(
             problem(q.extract_parts(&parts(&format!("/?key={}", "x".repeat(17)), &[]))),
             KeyProblem::TooLong
@@ -297,10 +311,14 @@ mod tests {
     fn header_source() {
         let h = KeyExtractor::new(KeySource::Header, "x-room", 16);
         assert_eq!(
-            h.extract_parts(&parts("/", &[("x-room", b"room%201")])).unwrap(),
+            h.extract_parts(&parts("/", &[("x-room", b"room%201")]))
+                .unwrap(),
             "room 1"
         );
-        assert_eq!(problem(h.extract_parts(&parts("/", &[]))), KeyProblem::Missing);
+        assert_eq!(
+            problem(h.extract_parts(&parts("/", &[]))),
+            KeyProblem::Missing
+        );
         assert_eq!(
             problem(h.extract_parts(&parts("/", &[("x-room", b"")]))),
             KeyProblem::Empty
@@ -318,24 +336,49 @@ mod tests {
     #[test]
     fn path_source() {
         let p = KeyExtractor::new(KeySource::Path, "rooms", 16);
-        assert_eq!(p.extract_parts(&parts("/rooms/lobby", &[])).unwrap(), "lobby");
         assert_eq!(
-            p.extract_parts(&parts("/api/rooms/a%2Fb/ws?x=1", &[])).unwrap(),
+            p.extract_parts(&parts("/rooms/lobby", &[])).unwrap(),
+            "lobby"
+        );
+        assert_eq!(
+            p.extract_parts(&parts("/api/rooms/a%2Fb/ws?x=1", &[]))
+                .unwrap(),
             "a/b"
         );
-        assert_eq!(problem(p.extract_parts(&parts("/rooms", &[]))), KeyProblem::Missing);
-        assert_eq!(problem(p.extract_parts(&parts("/other/x", &[]))), KeyProblem::Missing);
-        assert_eq!(problem(p.extract_parts(&parts("/rooms/", &[]))), KeyProblem::Empty);
+        assert_eq!(
+            problem(p.extract_parts(&parts("/rooms", &[]))),
+            KeyProblem::Missing
+        );
+        assert_eq!(
+            problem(p.extract_parts(&parts("/other/x", &[]))),
+            KeyProblem::Missing
+        );
+        assert_eq!(
+            problem(p.extract_parts(&parts("/rooms/", &[]))),
+            KeyProblem::Empty
+        );
         assert_eq!(
             problem(p.extract_parts(&parts("/rooms/%E0%A4", &[]))),
             KeyProblem::NotUtf8
         );
 
         let last = KeyExtractor::new(KeySource::Path, "", 16);
-        assert_eq!(last.extract_parts(&parts("/ws/user-9", &[])).unwrap(), "user-9");
-        assert_eq!(last.extract_parts(&parts("/user-9?x", &[])).unwrap(), "user-9");
-        assert_eq!(problem(last.extract_parts(&parts("/ws/", &[]))), KeyProblem::Empty);
-        assert_eq!(problem(last.extract_parts(&parts("/", &[]))), KeyProblem::Missing);
+        assert_eq!(
+            last.extract_parts(&parts("/ws/user-9", &[])).unwrap(),
+            "user-9"
+        );
+        assert_eq!(
+            last.extract_parts(&parts("/user-9?x", &[])).unwrap(),
+            "user-9"
+        );
+        assert_eq!(
+            problem(last.extract_parts(&parts("/ws/", &[]))),
+            KeyProblem::Empty
+        );
+        assert_eq!(
+            problem(last.extract_parts(&parts("/", &[]))),
+            KeyProblem::Missing
+        );
     }
 
     #[test]
@@ -347,8 +390,11 @@ mod tests {
             "abc"
         );
         assert_eq!(
-            c.extract_parts(&parts("/", &[("cookie", b"a=1"), ("cookie", b"sid=\"q%20v\"")]))
-                .unwrap(),
+            c.extract_parts(&parts(
+                "/",
+                &[("cookie", b"a=1"), ("cookie", b"sid=\"q%20v\"")]
+            ))
+            .unwrap(),
             "q v",
             "second Cookie header, quoted value"
         );
@@ -356,7 +402,10 @@ mod tests {
             problem(c.extract_parts(&parts("/", &[("cookie", b"xsid=1")]))),
             KeyProblem::Missing
         );
-        assert_eq!(problem(c.extract_parts(&parts("/", &[]))), KeyProblem::Missing);
+        assert_eq!(
+            problem(c.extract_parts(&parts("/", &[]))),
+            KeyProblem::Missing
+        );
         assert_eq!(
             problem(c.extract_parts(&parts("/", &[("cookie", b"sid=")]))),
             KeyProblem::Empty

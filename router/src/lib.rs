@@ -22,7 +22,8 @@
 //! - [`public`]: public listener (hyper HTTP/1, upgrade only); [`upstream`]:
 //!   the request to the pod; [`tunnel`]: the low-memory byte tunnel.
 //! - [`admin`]: admin listener (axum): health, metrics, ring, connections, push;
-//!   [`push`]: forwarding pushes to pods; [`metrics`]: Prometheus metrics.
+//!   [`push`]: forwarding pushes to pods; [`metrics`]: Prometheus metrics;
+//!   [`dashboard`]: the live view served at `/`.
 //! - [`ring_source`]: ring file polling and ConfigMap watching.
 //!
 //! # Use
@@ -38,6 +39,7 @@
 pub mod admin;
 pub mod bus;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod key;
 pub mod metrics;
@@ -203,9 +205,16 @@ impl Router {
             );
         }
         if let (Some(name), Some((client, namespace))) = (config.ring_configmap.clone(), kube) {
-            tokio::spawn(sources.clone().run_until_cancelled_owned(
-                ring_source::watch_configmap(shared.clone(), client, namespace, name),
-            ));
+            tokio::spawn(
+                sources
+                    .clone()
+                    .run_until_cancelled_owned(ring_source::watch_configmap(
+                        shared.clone(),
+                        client,
+                        namespace,
+                        name,
+                    )),
+            );
         }
 
         let admin_stop = CancellationToken::new();
@@ -253,7 +262,10 @@ async fn drain(shared: &Shared, timeout: Duration) {
     if open > 0 {
         tracing::info!(open, "draining tunnels");
     }
-    if tokio::time::timeout(timeout, shared.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(timeout, shared.tasks.wait())
+        .await
+        .is_err()
+    {
         let closed = shared.registry.cancel_all();
         tracing::info!(closed, "drain timeout: closing the remaining tunnels");
         let _ = tokio::time::timeout(AFTER_DRAIN_GRACE, shared.tasks.wait()).await;

@@ -129,8 +129,12 @@ impl Metrics {
 
     /// Count a refused or failed upgrade.
     pub fn upgrade_failed(&self, reason: &'static str) {
-        self.connections.get_or_create(&[("result", "refused")]).inc();
-        self.upgrade_errors.get_or_create(&[("reason", reason)]).inc();
+        self.connections
+            .get_or_create(&[("result", "refused")])
+            .inc();
+        self.upgrade_errors
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     /// Count a successful upgrade.

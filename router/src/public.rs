@@ -79,7 +79,11 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
 }
 
 /// Answer one request: a 101 from the pod, or a JSON refusal.
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     match proxy(&shared, request).await {
         Ok(response) => {
             shared.metrics.upgraded();
@@ -98,18 +102,27 @@ pub fn refusal(error: &Error) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(error.to_json())));
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     // One request per connection: a refused client starts over on a new one.
     if error.status() == StatusCode::UPGRADE_REQUIRED {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade, close"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("upgrade, close"),
+        );
     } else {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
 
-async fn proxy(shared: &Arc<Shared>, mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Error> {
+async fn proxy(
+    shared: &Arc<Shared>,
+    mut request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Error> {
     if !upstream::is_upgrade_request(request.method(), request.version(), request.headers()) {
         return Err(Error::NotUpgrade);
     }
@@ -134,9 +147,12 @@ async fn proxy(shared: &Arc<Shared>, mut request: Request<Incoming>) -> Result<R
     let Accepted { response, upgraded } =
         upstream::exchange(&member, forwarded, shared.handshake_timeout).await?;
     tracing::debug!(conn = %conn_id, pod = %member.name, "upgraded");
-    shared
-        .tasks
-        .spawn(run_tunnel(client_upgrade, upgraded, registration, member.name.clone()));
+    shared.tasks.spawn(run_tunnel(
+        client_upgrade,
+        upgraded,
+        registration,
+        member.name.clone(),
+    ));
     Ok(client_response(response, &member.name))
 }
 
@@ -159,7 +175,12 @@ fn client_response(pod: Response<()>, pod_name: &str) -> Response<Full<Bytes>> {
 
 /// Wait for the client side of the upgrade, then tunnel until either side
 /// ends or the router closes the connection (reset timeout, shutdown).
-async fn run_tunnel(client: OnUpgrade, pod: Upgraded, registration: Registration, pod_name: String) {
+async fn run_tunnel(
+    client: OnUpgrade,
+    pod: Upgraded,
+    registration: Registration,
+    pod_name: String,
+) {
     let conn_id = registration.id();
     let work = async {
         let client = client.await.map_err(std::io::Error::other)?;

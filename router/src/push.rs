@@ -197,7 +197,10 @@ impl PushClient {
             });
         }
         let answer: PodAnswer = serde_json::from_slice(&body).map_err(|e| {
-            unreachable(format!("unexpected answer {:?}: {e}", String::from_utf8_lossy(&body)))
+            unreachable(format!(
+                "unexpected answer {:?}: {e}",
+                String::from_utf8_lossy(&body)
+            ))
         })?;
         Ok(answer.delivered)
     }

@@ -7,8 +7,12 @@
 //! whether or not Redis took the message, so a lost or unpublishable reset
 //! never leaves a connection on a pod that no longer owns its key.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
 
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -17,6 +21,25 @@ use wsring_core::protocol::{pod_channel, ControlMessage};
 use crate::bus::Publisher;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, ResetBatch};
+
+/// How many recent reset events the dashboard can show.
+const HISTORY: usize = 50;
+
+/// One thing that happened to a reset batch, for the dashboard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetEvent {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// Ring version that moved the connections.
+    pub ring_version: u64,
+    /// Old owner.
+    pub pod: String,
+    /// Connections concerned.
+    pub connections: usize,
+    /// `published`, `publish failed`, `no redis` or `closed by router`.
+    pub outcome: &'static str,
+}
 
 /// Publishes resets and enforces the reset timeout.
 #[derive(Debug)]
@@ -28,6 +51,7 @@ pub struct Resets {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
+    history: Mutex<VecDeque<ResetEvent>>,
 }
 
 impl Resets {
@@ -49,7 +73,31 @@ impl Resets {
             registry,
             metrics,
             tasks: TaskTracker::new(),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
         }
+    }
+
+    /// Recent reset events, oldest first.
+    pub fn history(&self) -> Vec<ResetEvent> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.iter().cloned().collect()
+    }
+
+    fn record(&self, ring_version: u64, pod: &str, connections: usize, outcome: &'static str) {
+        let at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(ResetEvent {
+            at,
+            ring_version,
+            pod: pod.to_string(),
+            connections,
+            outcome,
+        });
     }
 
     /// The control message and channel for one batch.
@@ -71,18 +119,36 @@ impl Resets {
         let deadline = Instant::now() + self.timeout;
         let this = self.clone();
         self.tasks.spawn(async move {
-            if let Some(publisher) = &this.publisher {
-                // Publishing may not delay the forced close past the deadline.
-                let publish = this.publish_all(publisher, ring_version, &batches);
-                if tokio::time::timeout_at(deadline, publish).await.is_err() {
-                    tracing::warn!(ring_version, "publishing resets outlasted the reset timeout");
+            match &this.publisher {
+                Some(publisher) => {
+                    // Publishing may not delay the forced close past the deadline.
+                    let done = AtomicUsize::new(0);
+                    let publish = this.publish_all(publisher, ring_version, &batches, &done);
+                    if tokio::time::timeout_at(deadline, publish).await.is_err() {
+                        let late = batches.len() - done.load(Ordering::Relaxed);
+                        this.metrics.reset_publish_errors.inc_by(late as u64);
+                        tracing::warn!(
+                            ring_version,
+                            late,
+                            "publishing resets outlasted the reset timeout"
+                        );
+                    }
+                }
+                None => {
+                    for batch in &batches {
+                        this.record(ring_version, &batch.pod, batch.ids.len(), "no redis");
+                    }
                 }
             }
             tokio::time::sleep_until(deadline).await;
-            let closed: usize = batches
-                .iter()
-                .map(|b| this.registry.force_close(&b.ids, ring_version))
-                .sum();
+            let mut closed = 0;
+            for batch in &batches {
+                let n = this.registry.force_close(&batch.ids, ring_version);
+                if n > 0 {
+                    this.record(ring_version, &batch.pod, n, "closed by router");
+                }
+                closed += n;
+            }
             if closed > 0 {
                 this.metrics.forced_closes.inc_by(closed as u64);
                 tracing::info!(
@@ -94,7 +160,15 @@ impl Resets {
         });
     }
 
-    async fn publish_all(&self, publisher: &Publisher, ring_version: u64, batches: &[ResetBatch]) {
+    /// Publish every batch concurrently; `done` counts the finished ones
+    /// (the caller gives up on the rest at the reset deadline).
+    async fn publish_all(
+        &self,
+        publisher: &Publisher,
+        ring_version: u64,
+        batches: &[ResetBatch],
+        done: &AtomicUsize,
+    ) {
         let sends = batches.iter().map(|batch| async move {
             let (channel, payload) = self.message(ring_version, batch);
             // One retry: the first command after a broken connection fails
@@ -103,9 +177,11 @@ impl Resets {
             if result.is_err() {
                 result = publisher.publish(&channel, &payload).await;
             }
+            done.fetch_add(1, Ordering::Relaxed);
             match result {
                 Ok(receivers) => {
                     self.metrics.resets_published.inc();
+                    self.record(ring_version, &batch.pod, batch.ids.len(), "published");
                     tracing::info!(
                         pod = %batch.pod,
                         %channel,
@@ -117,6 +193,7 @@ impl Resets {
                 }
                 Err(error) => {
                     self.metrics.reset_publish_errors.inc();
+                    self.record(ring_version, &batch.pod, batch.ids.len(), "publish failed");
                     tracing::warn!(
                         pod = %batch.pod,
                         %channel,
@@ -201,6 +278,12 @@ mod tests {
         drop(closed_meanwhile);
         r.idle().await;
         assert_eq!(metrics.forced_closes.get(), 1);
+        let outcomes: Vec<(&str, usize)> = r
+            .history()
+            .iter()
+            .map(|e| (e.outcome, e.connections))
+            .collect();
+        assert_eq!(outcomes, [("no redis", 2), ("closed by router", 1)]);
         assert_eq!(metrics.connections_reset.get(), 2);
         // The moved connection got its close signal; the other one did not.
         assert!(moved.cancelled().now_or_never().is_some());

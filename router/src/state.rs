@@ -46,6 +46,8 @@ pub struct Shared {
     pub handshake_timeout: Duration,
     /// Set when shutdown starts: `/readyz` turns 503.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Local-mode control API shown by the dashboard.
+    pub dashboard_control: Option<String>,
 }
 
 /// A routed connection: where it goes and its registration.
@@ -112,6 +114,7 @@ impl Shared {
             tasks: TaskTracker::new(),
             handshake_timeout: config.handshake_timeout(),
             draining: Default::default(),
+            dashboard_control: config.dashboard_control_url.clone(),
         }
     }
 
@@ -150,13 +153,7 @@ impl Shared {
                 moved,
                 reset_batches,
                 ..
-            }) => tracing::info!(
-                source,
-                version,
-                moved,
-                reset_batches,
-                "ring applied"
-            ),
+            }) => tracing::info!(source, version, moved, reset_batches, "ring applied"),
             Ok(ApplyOutcome::Unchanged { .. }) => {
                 tracing::debug!(source, "ring unchanged")
             }

@@ -18,7 +18,9 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use wsring_core::protocol::{encode_key, HEADER_CONN, HEADER_KEY, HEADER_PREFIX, HEADER_RING_VERSION};
+use wsring_core::protocol::{
+    encode_key, HEADER_CONN, HEADER_KEY, HEADER_PREFIX, HEADER_RING_VERSION,
+};
 use wsring_core::Member;
 
 use crate::Error;
@@ -110,7 +112,8 @@ pub fn pod_request(
     let mut out = end_to_end_headers(headers);
     out.remove(header::CONTENT_LENGTH);
     let value = |s: String| {
-        HeaderValue::try_from(s).map_err(|e| Error::BadRequest(format!("unusable header value: {e}")))
+        HeaderValue::try_from(s)
+            .map_err(|e| Error::BadRequest(format!("unusable header value: {e}")))
     };
     out.insert(HEADER_CONN, value(fwd.conn_id.to_string())?);
     out.insert(HEADER_KEY, value(encode_key(fwd.key))?);

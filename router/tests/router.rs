@@ -18,13 +18,19 @@ use wsring_core::Ring;
 
 use support::*;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Open a WebSocket through the router; returns the socket and the pod named in the 101.
 async fn connect(router: &TestRouter, key: &str) -> (Ws, String) {
     let url = router.ws_url(&format!("/ws?key={}", encode_key(key)));
-    let (ws, response) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
-    let pod = response.headers()["x-wsring-pod"].to_str().unwrap().to_string();
+    let (ws, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let pod = response.headers()["x-wsring-pod"]
+        .to_str()
+        .unwrap()
+        .to_string();
     (ws, pod)
 }
 
@@ -63,9 +69,15 @@ async fn websocket_is_routed_to_the_owner_and_tunnelled_unchanged() {
         .ws_url(&format!("/chat?key={}&x=1", encode_key(key)))
         .into_client_request()
         .unwrap();
-    request.headers_mut().insert("x-wsring-conn", "forged".parse().unwrap());
-    request.headers_mut().insert("x-wsring-pod", "forged".parse().unwrap());
-    request.headers_mut().insert("x-app", "kept".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-wsring-conn", "forged".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-wsring-pod", "forged".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-app", "kept".parse().unwrap());
     let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(response.headers()["x-wsring-pod"], owner.as_str());
@@ -76,14 +88,19 @@ async fn websocket_is_routed_to_the_owner_and_tunnelled_unchanged() {
     assert_eq!(seen["x-wsring-key"], "room%207%2F%C3%BC");
     assert_eq!(seen["x-wsring-ring-version"], "3");
     assert_eq!(seen.get_all("x-wsring-conn").iter().count(), 1);
-    assert!(!seen.contains_key("x-wsring-pod"), "client x-wsring-* reached the pod");
+    assert!(
+        !seen.contains_key("x-wsring-pod"),
+        "client x-wsring-* reached the pod"
+    );
     assert_eq!(seen["x-app"], "kept");
     assert!(seen.contains_key("sec-websocket-key"));
     assert_eq!(seen["upgrade"], "websocket");
 
     // Text and binary, small and large, come back byte for byte.
     echo(&mut ws, "hello").await;
-    let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i * 7 % 256) as u8).collect();
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 256) as u8)
+        .collect();
     ws.send(Message::binary(big.clone())).await.unwrap();
     match ws.next().await {
         Some(Ok(Message::Binary(b))) => assert!(b[..] == big[..], "binary payload changed"),
@@ -97,10 +114,17 @@ async fn websocket_is_routed_to_the_owner_and_tunnelled_unchanged() {
 
     ws.close(None).await.unwrap();
     assert!(ended(&mut ws).await);
+    drop(ws);
     router.wait_connections(0).await;
     let metrics = router.metrics().await;
-    assert!(metrics.contains("wsring_router_connections_total{result=\"upgraded\"} 1"), "{metrics}");
-    assert!(metrics.contains("wsring_router_active_connections 0"), "{metrics}");
+    assert!(
+        metrics.contains("wsring_router_connections_total{result=\"upgraded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wsring_router_active_connections 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +143,10 @@ async fn refusals_are_json_and_happen_before_any_upgrade() {
             let body: serde_json::Value =
                 serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
             assert_eq!(body["error"], "missing_key");
-            assert!(body["message"].as_str().unwrap().contains("query parameter `key`"));
+            assert!(body["message"]
+                .as_str()
+                .unwrap()
+                .contains("query parameter `key`"));
         }
         other => panic!("expected a 400, got {other:?}"),
     }
@@ -135,12 +162,21 @@ async fn refusals_are_json_and_happen_before_any_upgrade() {
         ("/?key=a%zz", "bad_percent_escape"),
         ("/?key=%FF", "key_not_utf8"),
     ] {
-        let (status, body) = parse_answer(&raw_exchange(router.public, upgrade(target).as_bytes()).await);
-        assert_eq!((status, body["error"].as_str()), (400, Some(code)), "{target}");
+        let (status, body) =
+            parse_answer(&raw_exchange(router.public, upgrade(target).as_bytes()).await);
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(code)),
+            "{target}"
+        );
     }
     let long = format!("/?key={}", "k".repeat(257));
-    let (status, body) = parse_answer(&raw_exchange(router.public, upgrade(&long).as_bytes()).await);
-    assert_eq!((status, body["error"].as_str()), (400, Some("key_too_long")));
+    let (status, body) =
+        parse_answer(&raw_exchange(router.public, upgrade(&long).as_bytes()).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("key_too_long"))
+    );
 
     // Not an upgrade at all.
     let answer = raw_exchange(router.public, b"GET /?key=a HTTP/1.1\r\nhost: x\r\n\r\n").await;
@@ -149,9 +185,16 @@ async fn refusals_are_json_and_happen_before_any_upgrade() {
     assert_eq!(body["error"], "upgrade_required");
     assert!(answer.to_ascii_lowercase().contains("upgrade: websocket"));
 
-    assert_eq!(pod.accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "a refused request reached the pod");
+    assert_eq!(
+        pod.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a refused request reached the pod"
+    );
     let metrics = router.metrics().await;
-    assert!(metrics.contains("wsring_router_upgrade_errors_total{reason=\"missing_key\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("wsring_router_upgrade_errors_total{reason=\"missing_key\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +216,10 @@ async fn empty_rings_unreachable_and_refusing_pods_are_reported() {
     drop(closed);
     router.put_ring(&ring(1, vec![dead])).await;
     let (status, body) = parse_answer(&raw_exchange(router.public, request).await);
-    assert_eq!((status, body["error"].as_str()), (502, Some("pod_unreachable")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("pod_unreachable"))
+    );
     assert!(body["message"].as_str().unwrap().contains("dead-0"));
 
     let refusing = FakePod::start("grumpy-0", PodMode::Refuse).await;
@@ -181,7 +227,10 @@ async fn empty_rings_unreachable_and_refusing_pods_are_reported() {
     let (status, body) = parse_answer(&raw_exchange(router.public, request).await);
     assert_eq!(status, 403, "the pod's status passes through");
     assert_eq!(body["error"], "pod_rejected");
-    assert!(body["message"].as_str().unwrap().contains("pod says no"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("pod says no"),
+        "{body}"
+    );
     router.wait_connections(0).await;
 }
 
@@ -196,7 +245,10 @@ async fn oversized_and_unfinished_handshakes_are_refused() {
         "b".repeat(64 * 1024)
     );
     let answer = raw_exchange(router.public, huge.as_bytes()).await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
 
     // Headers that never finish: the router hangs up (read_to_end returns).
     let answer = raw_exchange(router.public, b"GET /?key=a HTTP/1.1\r\nhost: x\r\n").await;
@@ -236,9 +288,16 @@ async fn ring_change_publishes_one_batched_reset_per_old_owner() {
     }
     let listed = router.wait_connections(30).await;
     let id_of = |key: &str| {
-        listed.iter().find(|c| c["key"] == key).unwrap()["id"].as_str().unwrap().to_string()
+        listed.iter().find(|c| c["key"] == key).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
-    let mut on_c: Vec<String> = sockets.iter().filter(|(_, p, _)| p == "pod-c").map(|(k, _, _)| id_of(k)).collect();
+    let mut on_c: Vec<String> = sockets
+        .iter()
+        .filter(|(_, p, _)| p == "pod-c")
+        .map(|(k, _, _)| id_of(k))
+        .collect();
     assert!(!on_c.is_empty(), "some keys must live on pod-c");
 
     let mut pubsub = subscribe(&redis).await;
@@ -246,13 +305,20 @@ async fn ring_change_publishes_one_batched_reset_per_old_owner() {
     let after = ring(2, pods[..2].iter().map(FakePod::member).collect());
     let (status, answer) = router.put_ring(&after).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer, json!({"applied": true, "version": 2, "moved": on_c.len(), "resetBatches": 1}));
+    assert_eq!(
+        answer,
+        json!({"applied": true, "version": 2, "moved": on_c.len(), "resetBatches": 1})
+    );
 
     let mut messages = pubsub.on_message();
     let msg = messages.next().await.unwrap();
     assert_eq!(msg.get_channel_name(), pod_channel("wsring", "pod-c"));
-    let ControlMessage::Reset(ResetCommand { v, ring_version, router: from, mut connections }) =
-        ControlMessage::parse(msg.get_payload_bytes()).unwrap();
+    let ControlMessage::Reset(ResetCommand {
+        v,
+        ring_version,
+        router: from,
+        mut connections,
+    }) = ControlMessage::parse(msg.get_payload_bytes()).unwrap();
     assert_eq!((v, ring_version, from.as_str()), (1, 2, "router-test"));
     connections.sort();
     on_c.sort();
@@ -280,8 +346,17 @@ async fn ring_change_publishes_one_batched_reset_per_old_owner() {
         assert_ne!(pod, "pod-c");
     }
     let metrics = router.metrics().await;
-    assert!(metrics.contains("wsring_router_resets_published_total 1"), "{metrics}");
-    assert!(metrics.contains(&format!("wsring_router_connections_reset_total {}", on_c.len())), "{metrics}");
+    assert!(
+        metrics.contains("wsring_router_resets_published_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "wsring_router_connections_reset_total {}",
+            on_c.len()
+        )),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -293,7 +368,9 @@ async fn moved_connections_still_open_at_the_timeout_are_closed_by_the_router() 
     let mut config = config();
     config.reset_timeout_ms = 100; // no Redis: the router's own close is the only reset
     let router = TestRouter::start(config).await;
-    router.put_ring(&ring(1, pods.iter().map(FakePod::member).collect())).await;
+    router
+        .put_ring(&ring(1, pods.iter().map(FakePod::member).collect()))
+        .await;
 
     let mut sockets = Vec::new();
     for i in 0..20 {
@@ -314,7 +391,10 @@ async fn moved_connections_still_open_at_the_timeout_are_closed_by_the_router() 
     }
     router.wait_connections(20 - moved).await;
     let metrics = router.metrics().await;
-    assert!(metrics.contains(&format!("wsring_router_forced_closes_total {moved}")), "{metrics}");
+    assert!(
+        metrics.contains(&format!("wsring_router_forced_closes_total {moved}")),
+        "{metrics}"
+    );
 
     // A later ring change does not touch them again, nor the survivors.
     router.put_ring(&ring(3, vec![pods[0].member()])).await;
@@ -336,7 +416,9 @@ async fn redis_password_flag_overrides_the_url() {
     config.redis_password = Some("s3cret".into());
     config.reset_timeout_ms = 60_000;
     let router = TestRouter::start(config).await;
-    router.put_ring(&ring(1, pods.iter().map(FakePod::member).collect())).await;
+    router
+        .put_ring(&ring(1, pods.iter().map(FakePod::member).collect()))
+        .await;
     let mut keys = (0..).map(|i| format!("u{i}"));
     let (_ws, _) = loop {
         let key = keys.next().unwrap();
@@ -346,9 +428,13 @@ async fn redis_password_flag_overrides_the_url() {
         }
     };
 
-    let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}", redis.port())).unwrap();
+    let client =
+        redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}", redis.port())).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub.subscribe(pod_channel("wsring", "pod-b")).await.unwrap();
+    pubsub
+        .subscribe(pod_channel("wsring", "pod-b"))
+        .await
+        .unwrap();
     router.put_ring(&ring(2, vec![pods[0].member()])).await;
     let msg = pubsub.on_message().next().await.unwrap();
     let ControlMessage::Reset(reset) = ControlMessage::parse(msg.get_payload_bytes()).unwrap();
@@ -365,7 +451,12 @@ async fn pushes_are_forwarded_to_the_owner_and_broadcast_to_all() {
     let router = TestRouter::start(config()).await;
     let spec = ring(1, pods.iter().map(FakePod::member).collect());
     router.put_ring(&spec).await;
-    let owner = Ring::build(spec).unwrap().owner("chat/42").unwrap().name.clone();
+    let owner = Ring::build(spec)
+        .unwrap()
+        .owner("chat/42")
+        .unwrap()
+        .name
+        .clone();
 
     let (status, answer) = http_call(
         router.admin,
@@ -412,8 +503,20 @@ async fn pushes_are_forwarded_to_the_owner_and_broadcast_to_all() {
         Bytes::from_static(&[0xff, 0xfe]),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "text must be UTF-8: {answer}");
-    let (status, _) = http_call(router.admin, "POST", "/v1/broadcast", None, None, Bytes::new()).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "text must be UTF-8: {answer}"
+    );
+    let (status, _) = http_call(
+        router.admin,
+        "POST",
+        "/v1/broadcast",
+        None,
+        None,
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -444,7 +547,11 @@ async fn ring_file_changes_are_applied() {
     wait_version(4).await;
     // A ConfigMap volume swaps a symlink: write elsewhere and rename over it.
     let staged = dir.path().join("staged.json");
-    std::fs::write(&staged, ring(5, pods.iter().map(FakePod::member).collect()).to_json()).unwrap();
+    std::fs::write(
+        &staged,
+        ring(5, pods.iter().map(FakePod::member).collect()).to_json(),
+    )
+    .unwrap();
     std::fs::rename(&staged, &path).unwrap();
     let ring = wait_version(5).await;
     assert_eq!(ring["members"].as_array().unwrap().len(), 2);
@@ -463,10 +570,52 @@ async fn shutdown_drains_then_closes_open_tunnels() {
     echo(&mut ws, "before").await;
     let public = router.public;
     let stopping = tokio::spawn(router.shutdown());
-    assert!(ended(&mut ws).await, "the open tunnel is closed after the drain timeout");
+    assert!(
+        ended(&mut ws).await,
+        "the open tunnel is closed after the drain timeout"
+    );
     stopping.await.unwrap().unwrap();
     assert!(
         tokio::net::TcpStream::connect(public).await.is_err(),
         "the public listener is closed"
+    );
+}
+
+#[tokio::test]
+async fn with_redis_down_moved_connections_are_still_closed() {
+    let pods = [
+        FakePod::start("pod-a", PodMode::Echo).await,
+        FakePod::start("pod-b", PodMode::Echo).await,
+    ];
+    let mut config = config();
+    // Nothing listens there: every publish fails.
+    config.redis_url = Some(format!(
+        "redis://127.0.0.1:{}",
+        wsring_core::testkit::free_port()
+    ));
+    config.reset_timeout_ms = 100;
+    let router = TestRouter::start(config).await;
+    router
+        .put_ring(&ring(1, pods.iter().map(FakePod::member).collect()))
+        .await;
+    let mut sockets = Vec::new();
+    for i in 0..10 {
+        sockets.push(connect(&router, &format!("k{i}")).await);
+    }
+    let moved = sockets.iter().filter(|(_, p)| p == "pod-b").count();
+    assert!(moved > 0);
+    router.put_ring(&ring(2, vec![pods[0].member()])).await;
+    for (ws, pod) in sockets.iter_mut().filter(|(_, p)| p == "pod-b") {
+        assert!(ended(ws).await, "{pod}");
+    }
+    router.wait_connections(10 - moved).await;
+    let metrics = router.metrics().await;
+    assert!(
+        metrics.contains("wsring_router_reset_publish_errors_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("wsring_router_forced_closes_total {moved}")),
+        "{metrics}"
     );
 }

@@ -56,7 +56,7 @@ pub struct IdleRow {
 /// a proxied connection are in one process), raising the hard limit too when
 /// privileged; children inherit it. Returns the soft limit now in force.
 pub fn raise_nofile(connections: usize) -> anyhow::Result<u64> {
-    let wanted = (connections as u64) * 2 + 4096;
+    let wanted = (connections as u64) * 2 + SPARE_FDS;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(NOFILE)")?;
     if hard < wanted && setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).is_ok() {
         return Ok(wanted);
@@ -67,6 +67,16 @@ pub fn raise_nofile(connections: usize) -> anyhow::Result<u64> {
     }
     let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE)?;
     Ok(soft)
+}
+
+/// Descriptors a proxy needs besides its tunnels (listeners, admin, logs, epoll, …).
+const SPARE_FDS: u64 = 512;
+
+/// The most connections a proxy can hold with `nofile` descriptors: two per
+/// connection (client side and pod side) plus spares.
+pub fn fit_nofile(connections: usize, nofile: u64) -> usize {
+    let fit = nofile.saturating_sub(SPARE_FDS) / 2;
+    connections.min(usize::try_from(fit).unwrap_or(usize::MAX))
 }
 
 /// Measure router, pod and nginx memory per idle connection.
@@ -280,6 +290,13 @@ mod tests {
     const GOOD: &str = "http/1.1 101 switching protocols\r\nupgrade: websocket\r\n\
                         connection: upgrade\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n\
                         x-wsring-pod: bench-0";
+
+    #[test]
+    fn connections_fit_the_descriptor_limit() {
+        assert_eq!(fit_nofile(10_000, 1_048_576), 10_000);
+        assert_eq!(fit_nofile(10_000, 20_000), 9_744);
+        assert_eq!(fit_nofile(10, 100), 0);
+    }
 
     #[test]
     fn a_proper_router_answer_passes() {

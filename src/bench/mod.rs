@@ -86,6 +86,14 @@ pub struct ThroughputArgs {
     /// Load-client threads [default: one per CPU].
     #[arg(long)]
     pub client_threads: Option<usize>,
+    /// Rounds: every round runs each target once (warm-up + window), starting
+    /// with a different target each time, so background load and order
+    /// effects hit all targets alike; results are summed over rounds.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Targets to run, comma-separated, from `direct`, `router`, `nginx`.
+    #[arg(long, value_delimiter = ',', default_value = "direct,router,nginx")]
+    pub targets: Vec<throughput::Target>,
 }
 
 /// Options shared by every benchmark.
@@ -191,12 +199,14 @@ async fn throughput_report(
         "--duration-secs must be at least 1"
     );
     idle::raise_nofile(load.connections)?;
+    let wants_nginx = load.targets.contains(&throughput::Target::Nginx);
     let plan = Plan {
         pods: load.pods,
-        nginx: common.nginx(),
+        nginx: common.nginx().filter(|_| wants_nginx),
         nginx_worker_connections: (load.connections * 2 + 64).max(1024),
         keep_logs: common.keep_logs,
     };
+    let load_before = setup::loadavg();
     let mut bench = Bench::start(&plan).await?;
     let result = throughput::measure(&mut bench, load).await;
     let version = bench.nginx.as_ref().map(|n| n.version.clone());
@@ -205,7 +215,10 @@ async fn throughput_report(
     let threads = load.client_threads.unwrap_or_else(setup::cpu_count);
     Ok(ThroughputReport {
         environment: environment(threads, version),
+        loadavg_before: load_before,
+        loadavg_after: setup::loadavg(),
         connections: load.connections,
+        rounds: load.rounds,
         duration_secs: load.duration_secs,
         warmup_secs: load.warmup_secs,
         message_bytes: load.message_bytes,
@@ -221,6 +234,20 @@ async fn throughput_report(
 async fn idle_report(connections: usize, common: &CommonArgs) -> anyhow::Result<IdleReport> {
     anyhow::ensure!(connections >= 1, "--connections must be at least 1");
     let nofile = idle::raise_nofile(connections)?;
+    let requested = connections;
+    let connections = idle::fit_nofile(connections, nofile);
+    anyhow::ensure!(
+        connections >= 1,
+        "the open-files limit ({nofile}) leaves no room"
+    );
+    if connections < requested {
+        tracing::warn!(
+            requested,
+            connections,
+            nofile,
+            "open-files limit too low (a proxy holds two descriptors per connection); measuring fewer"
+        );
+    }
     let plan = Plan {
         pods: 1,
         nginx: common.nginx(),
@@ -235,6 +262,7 @@ async fn idle_report(connections: usize, common: &CommonArgs) -> anyhow::Result<
     Ok(IdleReport {
         environment: environment(0, version),
         nofile_limit: nofile,
+        requested_connections: requested,
         rows: result?,
     })
 }

@@ -54,11 +54,22 @@ pub struct ThroughputRow {
     pub errors: u64,
     /// The first error, if any.
     pub first_error: Option<String>,
+    /// Round trips per second of each round, in round order (the spread).
+    pub per_round_msgs_per_sec: Vec<f64>,
+    /// CPU time of the proxy (router, or nginx master + workers) per round
+    /// trip, µs; none for `direct`. Less sensitive than msgs/s to other work
+    /// on the machine.
+    pub proxy_cpu_us_per_msg: Option<f64>,
+    /// CPU time of all pods per round trip, µs (the same work for every target).
+    pub pods_cpu_us_per_msg: f64,
 }
 
 impl ThroughputRow {
-    /// Summarise one load run.
-    pub fn new(target: &str, r: &LoadResult) -> Self {
+    /// Summarise the (merged) load runs of one target.
+    pub fn new(target: &str, r: &LoadResult, per_round: Vec<f64>, cpu: ProxyCpu) -> Self {
+        let per_msg = |d: std::time::Duration| {
+            (r.all_round_trips > 0).then(|| d.as_secs_f64() * 1e6 / r.all_round_trips as f64)
+        };
         let h = &r.latency_us;
         let q = |p: f64| {
             if h.is_empty() {
@@ -79,8 +90,20 @@ impl ThroughputRow {
             mean_us: h.mean(),
             errors: r.errors,
             first_error: r.first_error.clone(),
+            per_round_msgs_per_sec: per_round,
+            proxy_cpu_us_per_msg: cpu.proxy.and_then(per_msg),
+            pods_cpu_us_per_msg: per_msg(cpu.pods).unwrap_or_default(),
         }
     }
+}
+
+/// CPU time the servers used during a target's runs (warm-up included).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyCpu {
+    /// The proxy under test; None for `direct`.
+    pub proxy: Option<std::time::Duration>,
+    /// All pods.
+    pub pods: std::time::Duration,
 }
 
 /// Settings and results of `wsring bench throughput`.
@@ -88,9 +111,15 @@ impl ThroughputRow {
 pub struct ThroughputReport {
     /// Where it ran.
     pub environment: Environment,
+    /// `/proc/loadavg` (1, 5, 15 min) before the run: other work on the machine.
+    pub loadavg_before: Option<String>,
+    /// `/proc/loadavg` after the run.
+    pub loadavg_after: Option<String>,
     /// Concurrent connections per target.
     pub connections: usize,
-    /// Measured window, seconds.
+    /// Rounds (each target once per round).
+    pub rounds: usize,
+    /// Measured window per target and round, seconds.
     pub duration_secs: u64,
     /// Unmeasured warm-up, seconds.
     pub warmup_secs: u64,
@@ -136,26 +165,43 @@ impl ThroughputReport {
         let _ = writeln!(
             s,
             "### Throughput and latency\n\n{} connections, {} B binary messages, closed loop \
-             (one message in flight per connection), {} s measured after {} s warm-up, \
-             {} ws-pod(s) with the echo app behind every target.\n",
-            self.connections, self.message_bytes, self.duration_secs, self.warmup_secs, self.pods
+             (one message in flight per connection), {} round(s) of {} s measured after {} s \
+             warm-up per target (targets rotate their order each round), {} ws-pod(s) with the \
+             echo app behind every target. Load average before / after: {} / {}.\n",
+            self.connections,
+            self.message_bytes,
+            self.rounds,
+            self.duration_secs,
+            self.warmup_secs,
+            self.pods,
+            self.loadavg_before.as_deref().unwrap_or("?"),
+            self.loadavg_after.as_deref().unwrap_or("?"),
         );
         let _ = writeln!(
             s,
-            "| target | connected | msgs/s | p50 µs | p99 µs | p99.9 µs | max µs | errors |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|"
+            "| target | connected | msgs/s | per round | p50 µs | p99 µs | p99.9 µs | max µs | proxy CPU µs/msg | pods CPU µs/msg | errors |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.rows {
+            let rounds: Vec<String> = r
+                .per_round_msgs_per_sec
+                .iter()
+                .map(|x| format!("{x:.0}"))
+                .collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
                 r.target,
                 r.connected,
                 r.msgs_per_sec,
+                rounds.join(" / "),
                 r.p50_us,
                 r.p99_us,
                 r.p999_us,
                 r.max_us,
+                r.proxy_cpu_us_per_msg
+                    .map_or("–".to_owned(), |c| format!("{c:.1}")),
+                r.pods_cpu_us_per_msg,
                 r.errors
             );
         }
@@ -199,6 +245,8 @@ pub struct IdleReport {
     pub environment: Environment,
     /// Open-files soft limit in force (inherited by the children).
     pub nofile_limit: u64,
+    /// Connections asked for; more than measured when the limit did not allow them.
+    pub requested_connections: usize,
     /// One row per measured process.
     pub rows: Vec<IdleRow>,
 }
@@ -211,9 +259,18 @@ impl IdleReport {
         let _ = writeln!(
             s,
             "### Memory per idle connection\n\n{n} WebSocket connections opened and held \
-             silent; RSS (`VmRSS`) before and after, once settled.\n\n\
+             silent; RSS (`VmRSS`) before and after, once settled.{}\n\n\
              | process | open (self-reported) | RSS before MiB | RSS after MiB | KiB / connection |\n\
-             |---|---:|---:|---:|---:|"
+             |---|---:|---:|---:|---:|",
+            if n < self.requested_connections {
+                format!(
+                    " ({} asked for: the open-files limit here is {} and cannot be raised, and a \
+                     proxy holds two descriptors per connection)",
+                    self.requested_connections, self.nofile_limit
+                )
+            } else {
+                String::new()
+            }
         );
         for r in &self.rows {
             let _ = writeln!(

@@ -482,6 +482,61 @@ async fn start_nginx(
     })
 }
 
+/// CPU time (user + system, all threads, reaped children excluded) of a process.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let ticks: u64 = rest.next()?.parse::<u64>().ok()? + rest.next()?.parse::<u64>().ok()?;
+    let per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0)?;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / per_sec))
+}
+
+/// CPU time used so far by each kind of server process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSnapshot {
+    /// The router.
+    pub router: Duration,
+    /// nginx master and workers.
+    pub nginx: Duration,
+    /// All pods together.
+    pub pods: Duration,
+}
+
+impl Bench {
+    /// CPU time of router, nginx and pods so far (for CPU cost per message).
+    pub fn cpu(&self) -> CpuSnapshot {
+        let of = |pid: Option<u32>| pid.and_then(cpu_time).unwrap_or_default();
+        let nginx = self.nginx.as_ref().and_then(|n| n.proc.pid()).map(|pid| {
+            of(Some(pid))
+                + children_of(pid)
+                    .into_iter()
+                    .map(|c| of(Some(c)))
+                    .sum::<Duration>()
+        });
+        CpuSnapshot {
+            router: of(self.router.proc.pid()),
+            nginx: nginx.unwrap_or_default(),
+            pods: self.pods.iter().map(|p| of(p.proc.pid())).sum(),
+        }
+    }
+}
+
+/// The 1, 5 and 15 minute load averages: how busy the machine was otherwise.
+pub fn loadavg() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 /// Resident set size of a process in KiB (`VmRSS` in `/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -574,7 +629,10 @@ mod tests {
     }
 
     #[test]
-    fn own_rss_is_readable() {
+    fn own_rss_and_cpu_are_readable() {
         assert!(rss_kib(std::process::id()).unwrap() > 0);
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {}
+        assert!(cpu_time(std::process::id()).unwrap() > Duration::ZERO);
     }
 }

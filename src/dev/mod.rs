@@ -75,6 +75,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         vnodes: args.vnodes,
         pod_args: args.pod_args.clone(),
         router_args: args.router_args.clone(),
+        control_url: format!("http://{}", args.control_listen),
     };
     let control = TcpListener::bind(args.control_listen)
         .await
@@ -98,7 +99,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
     println!("WSRING_DEV_READY {ready}");
     eprintln!(
-        "\nwsring dev is up: {} pods, bus: {bus_kind}\n  connect:   websocat 'ws://{}/?key=alice'\n  ring:      curl http://{}/ring\n  dashboard: http://{}/\n  add pod:   curl -X POST -H 'authorization: Bearer {token}' http://{}/pods\n  stop pod:  curl -X DELETE -H 'authorization: Bearer {token}' 'http://{}/pods/pod-0?mode=graceful|crash'\n",
+        "\nwsring dev is up: {} pods, bus: {bus_kind}\n  connect:   websocat 'ws://{}/?key=alice'\n  ring:      curl http://{}/ring\n  dashboard: http://{}/#token={token}\n  add pod:   curl -X POST -H 'authorization: Bearer {token}' http://{}/pods\n  stop pod:  curl -X DELETE -H 'authorization: Bearer {token}' 'http://{}/pods/pod-0?mode=graceful|crash'\n",
         args.pods, args.listen, args.admin_listen, args.admin_listen, args.control_listen, args.control_listen
     );
     let watch = tokio::spawn(supervisor.clone().watch_children());
@@ -156,6 +157,34 @@ fn random_token() -> String {
     (0..2)
         .map(|i| format!("{:016x}", RandomState::new().hash_one(i)))
         .collect()
+}
+
+/// Environment variable naming the launcher's pid in its children.
+pub const PARENT_PID_ENV: &str = "WSRING_DEV_PARENT_PID";
+
+/// Resolves on Ctrl-C, SIGTERM, or — for children of `wsring dev` — when the
+/// launcher is gone (killed with SIGKILL it cannot stop them), so no router
+/// or pod outlives its local cluster.
+pub async fn shutdown_or_orphaned() {
+    let parent = std::env::var(PARENT_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok());
+    let orphaned = async move {
+        match parent {
+            Some(pid) => loop {
+                if nix::unistd::getppid().as_raw() != pid {
+                    tracing::warn!(launcher = pid, "wsring dev is gone; shutting down");
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = orphaned => {}
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

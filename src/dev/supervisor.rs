@@ -49,6 +49,8 @@ pub struct Launch {
     pub pod_args: Vec<String>,
     /// Extra router arguments.
     pub router_args: Vec<String>,
+    /// The control API's base URL, shown to the router's dashboard for its buttons.
+    pub control_url: String,
 }
 
 /// How a pod is stopped through the control API.
@@ -132,8 +134,10 @@ impl Supervisor {
             .args(["--router-id", "dev-router"])
             .args(["--cluster", &self.launch.cluster])
             .args(["--redis-url", &self.launch.redis_url])
+            .args(["--dashboard-control-url", &self.launch.control_url])
             .args(&self.launch.router_args)
             .env("WSRING_TOKEN", &self.launch.token)
+            .env(super::PARENT_PID_ENV, std::process::id().to_string())
             .kill_on_drop(true);
         cmd.spawn().context("spawning the router")
     }
@@ -159,6 +163,7 @@ impl Supervisor {
             .args(["--redis-url", &self.launch.redis_url])
             .args(&self.launch.pod_args)
             .env("WSRING_TOKEN", &self.launch.token)
+            .env(super::PARENT_PID_ENV, std::process::id().to_string())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawning {name}"))?;

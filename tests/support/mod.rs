@@ -174,12 +174,18 @@ impl Dev {
 }
 
 impl Drop for Dev {
+    /// SIGTERM the launcher and wait for it: it stops its router and pods first.
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
+            let deadline = std::time::Instant::now() + WAIT;
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }
@@ -307,7 +313,7 @@ pub async fn connect_all(dev: &Dev, keys: &[String]) -> Vec<Client> {
     let mut clients = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(100) {
         let batch = futures_util::future::join_all(
-            chunk.iter().map(|k| Client::connect(&dev.url(k), k)),
+            chunk.iter().map(|k| async move { Client::connect(&dev.url(k), k).await }),
         )
         .await;
         clients.extend(batch);

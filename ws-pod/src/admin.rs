@@ -45,7 +45,13 @@ impl AdminState {
         max_message_bytes: usize,
         draining: CancellationToken,
     ) -> Self {
-        AdminState { registry, metrics, token: Arc::from(token), max_message_bytes, draining }
+        AdminState {
+            registry,
+            metrics,
+            token: Arc::from(token),
+            max_message_bytes,
+            draining,
+        }
     }
 }
 
@@ -79,7 +85,11 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
-    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode()).into_response()
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn connections(State(state): State<AdminState>) -> Json<Vec<ConnectionInfo>> {
@@ -100,7 +110,9 @@ async fn broadcast(State(state): State<AdminState>, headers: HeaderMap, body: By
 }
 
 fn deliver(state: &AdminState, target: Target<'_>, headers: &HeaderMap, body: Bytes) -> Response {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     match push::message_from_body(content_type, body) {
         Ok(message) => {
             let delivered = push::deliver(&state.registry, &state.metrics, target, &message);
@@ -123,8 +135,11 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
             next.run(request).await
         }
         _ => {
-            let mut response =
-                error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            );
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -152,7 +167,13 @@ mod tests {
     const LIMIT: usize = 64;
 
     fn state() -> AdminState {
-        AdminState::new(Registry::new(), Arc::new(Metrics::new()), TOKEN, LIMIT, CancellationToken::new())
+        AdminState::new(
+            Registry::new(),
+            Arc::new(Metrics::new()),
+            TOKEN,
+            LIMIT,
+            CancellationToken::new(),
+        )
     }
 
     async fn call(state: &AdminState, request: axum::http::Request<Body>) -> (StatusCode, String) {
@@ -162,7 +183,12 @@ mod tests {
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    fn push(uri: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> axum::http::Request<Body> {
+    fn push(
+        uri: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> axum::http::Request<Body> {
         let mut builder = axum::http::Request::post(uri);
         if let Some(token) = token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -191,7 +217,10 @@ mod tests {
         assert_eq!(call(&state, get("/healthz")).await.0, StatusCode::OK);
         assert_eq!(call(&state, get("/readyz")).await.0, StatusCode::OK);
         state.draining.cancel();
-        assert_eq!(call(&state, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            call(&state, get("/readyz")).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(call(&state, get("/healthz")).await.0, StatusCode::OK);
     }
 
@@ -200,7 +229,11 @@ mod tests {
         let state = state();
         let _conn = state.registry.register("r-1", "k");
         for token in [None, Some("wrong"), Some("s3cret-not")] {
-            let (status, body) = call(&state, push("/v1/keys/k/messages", token, None, b"x".to_vec())).await;
+            let (status, body) = call(
+                &state,
+                push("/v1/keys/k/messages", token, None, b"x".to_vec()),
+            )
+            .await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
             assert!(body.contains("unauthorized"), "{body}");
         }
@@ -215,9 +248,20 @@ mod tests {
         let a = state.registry.register("r-1", "room/1");
         let b = state.registry.register("r-2", "room/1");
         let other = state.registry.register("r-3", "room/2");
-        let (status, body) =
-            call(&state, push("/v1/keys/room%2F1/messages", Some(TOKEN), Some("text/plain"), "héllo".into())).await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"delivered":2}"#));
+        let (status, body) = call(
+            &state,
+            push(
+                "/v1/keys/room%2F1/messages",
+                Some(TOKEN),
+                Some("text/plain"),
+                "héllo".into(),
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, r#"{"delivered":2}"#)
+        );
         assert_eq!(next_push(&a), Some(Message::text("héllo")));
         assert_eq!(next_push(&b), Some(Message::text("héllo")));
         assert_eq!(next_push(&other), None);
@@ -231,13 +275,28 @@ mod tests {
         let body = vec![0u8, 0xff, 0x80];
         let (status, text) = call(
             &state,
-            push("/v1/keys/k1/messages", Some(TOKEN), Some("application/octet-stream"), body.clone()),
+            push(
+                "/v1/keys/k1/messages",
+                Some(TOKEN),
+                Some("application/octet-stream"),
+                body.clone(),
+            ),
         )
         .await;
-        assert_eq!((status, text.as_str()), (StatusCode::OK, r#"{"delivered":1}"#));
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::OK, r#"{"delivered":1}"#)
+        );
         assert_eq!(next_push(&a), Some(Message::binary(body)));
-        let (status, text) = call(&state, push("/v1/broadcast", Some(TOKEN), None, b"all".to_vec())).await;
-        assert_eq!((status, text.as_str()), (StatusCode::OK, r#"{"delivered":2}"#));
+        let (status, text) = call(
+            &state,
+            push("/v1/broadcast", Some(TOKEN), None, b"all".to_vec()),
+        )
+        .await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::OK, r#"{"delivered":2}"#)
+        );
         assert_eq!(next_push(&a), Some(Message::text("all")));
         assert_eq!(next_push(&b), Some(Message::text("all")));
         assert_eq!(state.metrics.pushes_delivered.get(), 3);
@@ -247,7 +306,11 @@ mod tests {
     async fn text_push_must_be_utf8() {
         let state = state();
         let conn = state.registry.register("r-1", "k");
-        let (status, body) = call(&state, push("/v1/keys/k/messages", Some(TOKEN), None, vec![0xff, 0xfe])).await;
+        let (status, body) = call(
+            &state,
+            push("/v1/keys/k/messages", Some(TOKEN), None, vec![0xff, 0xfe]),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.contains("body_not_utf8"), "{body}");
         assert_eq!(next_push(&conn), None);
@@ -257,20 +320,47 @@ mod tests {
     async fn oversize_push_is_413() {
         let state = state();
         let conn = state.registry.register("r-1", "k");
-        let (status, _) = call(&state, push("/v1/keys/k/messages", Some(TOKEN), None, vec![b'x'; LIMIT + 1])).await;
+        let (status, _) = call(
+            &state,
+            push(
+                "/v1/keys/k/messages",
+                Some(TOKEN),
+                None,
+                vec![b'x'; LIMIT + 1],
+            ),
+        )
+        .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(next_push(&conn), None);
-        let (status, _) = call(&state, push("/v1/keys/k/messages", Some(TOKEN), None, vec![b'x'; LIMIT])).await;
+        let (status, _) = call(
+            &state,
+            push("/v1/keys/k/messages", Some(TOKEN), None, vec![b'x'; LIMIT]),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn push_to_a_key_without_connections_delivers_zero() {
         let state = state();
-        let (status, body) = call(&state, push("/v1/keys/nobody/messages", Some(TOKEN), None, b"x".to_vec())).await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"delivered":0}"#));
-        let (status, body) = call(&state, push("/v1/broadcast", Some(TOKEN), None, b"x".to_vec())).await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"delivered":0}"#));
+        let (status, body) = call(
+            &state,
+            push("/v1/keys/nobody/messages", Some(TOKEN), None, b"x".to_vec()),
+        )
+        .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, r#"{"delivered":0}"#)
+        );
+        let (status, body) = call(
+            &state,
+            push("/v1/broadcast", Some(TOKEN), None, b"x".to_vec()),
+        )
+        .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, r#"{"delivered":0}"#)
+        );
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ pub fn echo() -> (EchoSink, EchoStream) {
     (tx, rx.map(Ok as fn(Message) -> Result<Message, Infallible>))
 }
 
-/// Why the upstream app could not be reached; the client is closed with 1014.
+/// Why the upstream app could not be reached; the client is closed with 1011.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// No answer within [`UPSTREAM_CONNECT_TIMEOUT`].
@@ -117,18 +117,32 @@ mod tests {
     #[tokio::test]
     async fn echo_returns_what_it_gets_in_order() {
         let (mut tx, mut rx) = echo();
-        tx.send(Message::text("a")).await.unwrap();
-        assert_eq!(rx.next().await.unwrap().unwrap(), Message::text("a"));
-        tx.send(Message::binary(vec![1u8])).await.unwrap();
-        assert_eq!(rx.next().await.unwrap().unwrap(), Message::binary(vec![1u8]));
+        // `send` also waits for the echo to be taken (flush), so the test takes it concurrently.
+        for message in [Message::text("a"), Message::binary(vec![1u8])] {
+            let (sent, echoed) = tokio::join!(tx.send(message.clone()), rx.next());
+            sent.unwrap();
+            assert_eq!(echoed.unwrap().unwrap(), message);
+        }
     }
 
     #[test]
     fn only_end_to_end_headers_are_passed_on() {
-        for name in ["cookie", "authorization", "origin", "user-agent", "x-request-id"] {
+        for name in [
+            "cookie",
+            "authorization",
+            "origin",
+            "user-agent",
+            "x-request-id",
+        ] {
             assert!(is_end_to_end(&HeaderName::from_static(name)), "{name}");
         }
-        for name in ["host", "connection", "upgrade", "sec-websocket-key", "x-wsring-key"] {
+        for name in [
+            "host",
+            "connection",
+            "upgrade",
+            "sec-websocket-key",
+            "x-wsring-key",
+        ] {
             assert!(!is_end_to_end(&HeaderName::from_static(name)), "{name}");
         }
     }

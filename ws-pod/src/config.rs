@@ -69,7 +69,12 @@ pub struct Config {
     pub max_message_bytes: usize,
 
     /// Bearer token of the push API.
-    #[arg(long, env = "WSRING_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    #[arg(
+        long,
+        env = "WSRING_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
     pub token: Option<String>,
 
     /// File holding the bearer token (a mounted Secret); surrounding whitespace is ignored.
@@ -123,7 +128,9 @@ impl Config {
     /// Check every flag and derive the values the pod runs with.
     pub(crate) fn resolve(&self) -> Result<Settings, Error> {
         if self.max_message_bytes == 0 {
-            return Err(Error::Config("--max-message-bytes must be at least 1".into()));
+            return Err(Error::Config(
+                "--max-message-bytes must be at least 1".into(),
+            ));
         }
         let pod_name = match &self.pod_name {
             Some(name) if name.trim().is_empty() => {
@@ -172,7 +179,10 @@ impl Config {
             }
             return Ok(None);
         };
-        let mut info = url.as_str().into_connection_info().map_err(Error::RedisUrl)?;
+        let mut info = url
+            .as_str()
+            .into_connection_info()
+            .map_err(Error::RedisUrl)?;
         if let Some(password) = &self.redis_password {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
@@ -202,7 +212,9 @@ impl Settings {
 /// `ws://host:port` (a trailing `/` is dropped: the client's path is appended to it).
 fn check_upstream(url: &str) -> Result<String, Error> {
     let rest = url.strip_prefix("ws://").ok_or_else(|| {
-        Error::Config(format!("--upstream must be a ws:// URL of the app container, got {url:?}"))
+        Error::Config(format!(
+            "--upstream must be a ws:// URL of the app container, got {url:?}"
+        ))
     })?;
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains(['/', '?', '#']) {
@@ -228,7 +240,10 @@ mod tests {
     use super::*;
 
     fn with_token() -> Config {
-        Config { token: Some("t0ken\n".into()), ..Config::default() }
+        Config {
+            token: Some("t0ken\n".into()),
+            ..Config::default()
+        }
     }
 
     #[test]
@@ -242,7 +257,10 @@ mod tests {
     fn token_file_is_read_and_trimmed() {
         let path = std::env::temp_dir().join(format!("ws-pod-token-{}", std::process::id()));
         std::fs::write(&path, "from-file\n").unwrap();
-        let config = Config { token_file: Some(path.clone()), ..Config::default() };
+        let config = Config {
+            token_file: Some(path.clone()),
+            ..Config::default()
+        };
         assert_eq!(config.resolve().unwrap().token, "from-file");
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(config.resolve(), Err(Error::TokenFile { .. })));
@@ -250,10 +268,24 @@ mod tests {
 
     #[test]
     fn upstream_must_be_ws_without_path() {
-        let ok = Config { upstream: Some("ws://127.0.0.1:8080/".into()), ..with_token() };
-        assert_eq!(ok.resolve().unwrap().upstream.as_deref(), Some("ws://127.0.0.1:8080"));
-        for bad in ["http://127.0.0.1:8080", "ws://", "ws://h:1/app", "127.0.0.1:8080"] {
-            let config = Config { upstream: Some(bad.into()), ..with_token() };
+        let ok = Config {
+            upstream: Some("ws://127.0.0.1:8080/".into()),
+            ..with_token()
+        };
+        assert_eq!(
+            ok.resolve().unwrap().upstream.as_deref(),
+            Some("ws://127.0.0.1:8080")
+        );
+        for bad in [
+            "http://127.0.0.1:8080",
+            "ws://",
+            "ws://h:1/app",
+            "127.0.0.1:8080",
+        ] {
+            let config = Config {
+                upstream: Some(bad.into()),
+                ..with_token()
+            };
             assert!(config.resolve().is_err(), "{bad}");
         }
     }
@@ -267,13 +299,21 @@ mod tests {
         };
         let info = config.resolve().unwrap().redis.unwrap();
         assert_eq!(info.redis_settings().password(), Some("new"));
-        let bad = Config { redis_url: Some("http://x".into()), ..with_token() };
+        let bad = Config {
+            redis_url: Some("http://x".into()),
+            ..with_token()
+        };
         assert!(matches!(bad.resolve(), Err(Error::RedisUrl(_))));
     }
 
     #[test]
     fn websocket_limits_follow_max_message_bytes() {
-        let settings = Config { max_message_bytes: 1000, ..with_token() }.resolve().unwrap();
+        let settings = Config {
+            max_message_bytes: 1000,
+            ..with_token()
+        }
+        .resolve()
+        .unwrap();
         let ws = settings.websocket_config();
         assert_eq!(ws.max_message_size, Some(1000));
         assert_eq!(ws.max_frame_size, Some(1000));

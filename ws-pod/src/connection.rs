@@ -38,9 +38,6 @@ pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Close reason sent with 1001 when the pod drains.
 pub const DRAINING_REASON: &str = "pod shutting down";
 
-/// Close code when the upstream app cannot be reached ("bad gateway").
-pub const CLOSE_BAD_GATEWAY: u16 = 1014;
-
 /// Close code for a protocol violation by the peer.
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Close code for a text message (or close reason) that is not UTF-8.
@@ -67,7 +64,7 @@ pub enum Ending {
     AppClosed(Option<u16>),
     /// The app failed or vanished: the client was closed with 1011.
     AppFailed,
-    /// The app could not be reached at all: the client was closed with 1014.
+    /// The app could not be reached at all: the client was closed with 1011.
     AppUnreachable,
 }
 
@@ -165,8 +162,12 @@ where
             Ending::ClientClosed(code)
         }
         Stop::ClientGone => {
-            close_app(&mut app_tx, &mut app_rx, close_frame(CLOSE_GOING_AWAY, "client went away"))
-                .await;
+            close_app(
+                &mut app_tx,
+                &mut app_rx,
+                close_frame(CLOSE_GOING_AWAY, "client went away"),
+            )
+            .await;
             Ending::ClientGone
         }
         Stop::ClientError(error) => match refusal(&error) {
@@ -185,8 +186,12 @@ where
             }
             None => {
                 tracing::debug!(%error, "client connection lost");
-                close_app(&mut app_tx, &mut app_rx, close_frame(CLOSE_GOING_AWAY, "client went away"))
-                    .await;
+                close_app(
+                    &mut app_tx,
+                    &mut app_rx,
+                    close_frame(CLOSE_GOING_AWAY, "client went away"),
+                )
+                .await;
                 Ending::ClientGone
             }
         },
@@ -237,18 +242,25 @@ pub fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    Some(CloseFrame { code: CloseCode::from(code), reason: reason[..end].to_string().into() })
+    Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason[..end].to_string().into(),
+    })
 }
 
 /// The close code (and reason) that answers a client read error, or `None` when the
 /// client is simply gone and there is nobody to tell.
 fn refusal(error: &WsError) -> Option<(u16, String)> {
     match error {
-        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            Some((CLOSE_TOO_BIG, format!("message too big: {size} bytes, limit {max_size}")))
-        }
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Some((
+            CLOSE_TOO_BIG,
+            format!("message too big: {size} bytes, limit {max_size}"),
+        )),
         WsError::Capacity(other) => Some((CLOSE_TOO_BIG, other.to_string())),
-        WsError::Utf8(_) => Some((CLOSE_INVALID_PAYLOAD, "invalid UTF-8 in a text message".into())),
+        WsError::Utf8(_) => Some((
+            CLOSE_INVALID_PAYLOAD,
+            "invalid UTF-8 in a text message".into(),
+        )),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         WsError::Protocol(problem) => Some((CLOSE_PROTOCOL_ERROR, problem.to_string())),
         WsError::AttackAttempt => Some((CLOSE_POLICY_VIOLATION, "policy violation".into())),
@@ -377,7 +389,10 @@ mod tests {
     }
 
     fn setup() -> (std::sync::Arc<Mailbox>, CancellationToken) {
-        (std::sync::Arc::new(Mailbox::new()), CancellationToken::new())
+        (
+            std::sync::Arc::new(Mailbox::new()),
+            CancellationToken::new(),
+        )
     }
 
     #[tokio::test]
@@ -387,9 +402,15 @@ mod tests {
         let task = spawn_echo(server, mailbox, shutdown);
         client.send(Message::text("héllo")).await.unwrap();
         assert_eq!(recv(&mut client).await, Message::text("héllo"));
-        client.send(Message::binary(vec![0u8, 1, 255])).await.unwrap();
+        client
+            .send(Message::binary(vec![0u8, 1, 255]))
+            .await
+            .unwrap();
         assert_eq!(recv(&mut client).await, Message::binary(vec![0u8, 1, 255]));
-        client.send(Message::Ping(b"p".to_vec().into())).await.unwrap();
+        client
+            .send(Message::Ping(b"p".to_vec().into()))
+            .await
+            .unwrap();
         match client.next().await.unwrap().unwrap() {
             Message::Pong(payload) => assert_eq!(&payload[..], b"p"),
             other => panic!("expected a pong, got {other:?}"),
@@ -439,7 +460,10 @@ mod tests {
         let (server, mut client) = pair(1024).await;
         let (mailbox, shutdown) = setup();
         let task = spawn_echo(server, mailbox, shutdown);
-        let close = Frame::close(Some(CloseFrame { code: CloseCode::from(1005), reason: "".into() }));
+        let close = Frame::close(Some(CloseFrame {
+            code: CloseCode::from(1005),
+            reason: "".into(),
+        }));
         client.send(Message::Frame(close)).await.unwrap();
         assert_eq!(expect_close(&mut client).await.0, 1002);
         assert!(matches!(task.await.unwrap(), Ending::ClientClosed(_)));
@@ -464,7 +488,11 @@ mod tests {
         let (server, mut client) = pair(16).await;
         let (mailbox, shutdown) = setup();
         let task = spawn_echo(server, mailbox, shutdown);
-        for (op, fin) in [(Data::Binary, false), (Data::Continue, false), (Data::Continue, true)] {
+        for (op, fin) in [
+            (Data::Binary, false),
+            (Data::Continue, false),
+            (Data::Continue, true),
+        ] {
             let frame = Frame::message(vec![1u8; 8], OpCode::Data(op), fin);
             if client.send(Message::Frame(frame)).await.is_err() {
                 break;
@@ -496,7 +524,10 @@ mod tests {
         let (mailbox, shutdown) = setup();
         let task = spawn_echo(server, mailbox, shutdown.clone());
         shutdown.cancel();
-        assert_eq!(expect_close(&mut client).await, (1001, DRAINING_REASON.to_string()));
+        assert_eq!(
+            expect_close(&mut client).await,
+            (1001, DRAINING_REASON.to_string())
+        );
         assert!(client.next().await.is_none());
         assert_eq!(task.await.unwrap(), Ending::Draining);
     }
@@ -514,7 +545,14 @@ mod tests {
         for _ in 0..3 {
             got.push(recv(&mut client).await);
         }
-        assert_eq!(got, [Message::text("p1"), Message::text("p2"), Message::text("e1")]);
+        assert_eq!(
+            got,
+            [
+                Message::text("p1"),
+                Message::text("p2"),
+                Message::text("e1")
+            ]
+        );
         mailbox.push(Message::binary(vec![9u8])).unwrap();
         assert_eq!(recv(&mut client).await, Message::binary(vec![9u8]));
     }
@@ -522,7 +560,10 @@ mod tests {
     /// A scripted app: the test reads what the relay sent it and feeds what it answers.
     type FakeApp = (
         mpsc::Sender<Message>,
-        futures_util::stream::Map<mpsc::Receiver<Message>, fn(Message) -> Result<Message, Infallible>>,
+        futures_util::stream::Map<
+            mpsc::Receiver<Message>,
+            fn(Message) -> Result<Message, Infallible>,
+        >,
     );
 
     fn fake_app() -> (FakeApp, mpsc::Receiver<Message>, mpsc::Sender<Message>) {
@@ -537,14 +578,25 @@ mod tests {
         let (mut server, mut client) = pair(1024).await;
         let (mailbox, shutdown) = setup();
         let ((tx, rx), mut seen_by_app, mut app_says) = fake_app();
-        let task = tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
+        let task =
+            tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
         client.send(Message::text("to app")).await.unwrap();
         assert_eq!(seen_by_app.next().await, Some(Message::text("to app")));
         app_says.send(Message::text("from app")).await.unwrap();
         assert_eq!(recv(&mut client).await, Message::text("from app"));
-        app_says.send(Message::Close(close_frame(4000, "app says bye"))).await.unwrap();
-        assert_eq!(expect_close(&mut client).await, (4000, "app says bye".into()));
-        drop(app_says);
+        app_says
+            .send(Message::Close(close_frame(4000, "app says bye")))
+            .await
+            .unwrap();
+        drop(app_says); // like a real app, which ends its side after the close
+        assert_eq!(
+            expect_close(&mut client).await,
+            (4000, "app says bye".into())
+        );
+        assert!(
+            client.next().await.is_none(),
+            "our answer completes the handshake"
+        );
         assert_eq!(task.await.unwrap(), Ending::AppClosed(Some(4000)));
     }
 
@@ -553,9 +605,13 @@ mod tests {
         let (mut server, mut client) = pair(1024).await;
         let (mailbox, shutdown) = setup();
         let ((tx, rx), mut seen_by_app, app_says) = fake_app();
-        let task = tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
+        let task =
+            tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
         client.close(close_frame(1000, "done")).await.unwrap();
-        assert_eq!(seen_by_app.next().await, Some(Message::Close(close_frame(1000, "done"))));
+        assert_eq!(
+            seen_by_app.next().await,
+            Some(Message::Close(close_frame(1000, "done")))
+        );
         drop(app_says);
         assert_eq!(task.await.unwrap(), Ending::ClientClosed(Some(1000)));
     }
@@ -565,9 +621,11 @@ mod tests {
         let (mut server, mut client) = pair(1024).await;
         let (mailbox, shutdown) = setup();
         let ((tx, rx), _seen_by_app, app_says) = fake_app();
-        let task = tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
+        let task =
+            tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
         drop(app_says);
         assert_eq!(expect_close(&mut client).await.0, 1011);
+        assert!(client.next().await.is_none());
         assert_eq!(task.await.unwrap(), Ending::AppFailed);
     }
 

@@ -52,8 +52,11 @@ pub fn apply(payload: &[u8], registry: &Registry, metrics: &Metrics) -> Applied 
     match ControlMessage::parse(payload) {
         Ok(ControlMessage::Reset(reset)) => {
             metrics.resets_received.inc();
-            let closed =
-                registry.close_ids(&reset.connections, CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON);
+            let closed = registry.close_ids(
+                &reset.connections,
+                CLOSE_RING_MOVED,
+                CLOSE_RING_MOVED_REASON,
+            );
             metrics.connections_reset.inc_by(closed as u64);
             tracing::info!(
                 ring_version = reset.ring_version,
@@ -62,7 +65,10 @@ pub fn apply(payload: &[u8], registry: &Registry, metrics: &Metrics) -> Applied 
                 closed,
                 "reset: closing moved connections with {CLOSE_RING_MOVED}"
             );
-            Applied::Reset { listed: reset.connections.len(), closed }
+            Applied::Reset {
+                listed: reset.connections.len(),
+                closed,
+            }
         }
         Err(error) => {
             metrics.malformed_control_messages.inc();
@@ -95,7 +101,9 @@ pub async fn subscribe(
         metrics.redis_connected.set(0);
         match result {
             Ok(()) => tracing::warn!(%channel, "redis subscription lost; resubscribing"),
-            Err(error) => tracing::warn!(%channel, %error, retry_in = ?backoff, "redis subscription failed"),
+            Err(error) => {
+                tracing::warn!(%channel, %error, retry_in = ?backoff, "redis subscription failed")
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -165,13 +173,19 @@ mod tests {
         let msg = ControlMessage::reset(8, "r", vec!["r-1".into(), "gone".into()]).to_json();
         assert_eq!(
             apply(msg.as_bytes(), &registry, &metrics),
-            Applied::Reset { listed: 2, closed: 1 }
+            Applied::Reset {
+                listed: 2,
+                closed: 1
+            }
         );
         assert!(moved.mailbox().is_closing());
         assert!(!stays.mailbox().is_closing());
         assert_eq!(
             apply(msg.as_bytes(), &registry, &metrics),
-            Applied::Reset { listed: 2, closed: 0 },
+            Applied::Reset {
+                listed: 2,
+                closed: 0
+            },
             "a duplicate reset changes nothing"
         );
         assert_eq!(metrics.resets_received.get(), 2);
@@ -183,7 +197,10 @@ mod tests {
         let registry = Registry::new();
         let metrics = Metrics::new();
         let conn = registry.register("r-1", "a");
-        for bad in [&b"not json"[..], br#"{"type":"reset","v":2,"ringVersion":1,"router":"r","connections":["r-1"]}"#] {
+        for bad in [
+            &b"not json"[..],
+            br#"{"type":"reset","v":2,"ringVersion":1,"router":"r","connections":["r-1"]}"#,
+        ] {
             assert_eq!(apply(bad, &registry, &metrics), Applied::Malformed);
         }
         assert!(!conn.mailbox().is_closing());

@@ -71,7 +71,10 @@ impl Drain {
     pub async fn run(&self, timeout: Duration) -> DrainOutcome {
         self.draining.cancel();
         self.tasks.close();
-        if tokio::time::timeout(timeout, self.tasks.wait()).await.is_ok() {
+        if tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_ok()
+        {
             return DrainOutcome::Clean;
         }
         let left = self.tasks.len();
@@ -94,7 +97,10 @@ mod tests {
             draining.cancelled().await;
             done_tx.send(()).unwrap();
         });
-        assert_eq!(drain.run(Duration::from_secs(3600)).await, DrainOutcome::Clean);
+        assert_eq!(
+            drain.run(Duration::from_secs(3600)).await,
+            DrainOutcome::Clean
+        );
         done_rx.await.unwrap();
         assert!(drain.is_empty());
     }
@@ -104,7 +110,10 @@ mod tests {
         let drain = Drain::new();
         drain.spawn(std::future::pending());
         assert_eq!(drain.len(), 1);
-        assert_eq!(drain.run(Duration::from_secs(10)).await, DrainOutcome::Forced(1));
+        assert_eq!(
+            drain.run(Duration::from_secs(10)).await,
+            DrainOutcome::Forced(1)
+        );
         assert!(drain.is_empty());
     }
 }

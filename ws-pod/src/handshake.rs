@@ -28,14 +28,32 @@ pub struct Upgrade {
     pub headers: Option<HeaderMap>,
 }
 
-/// Read an upgrade request; a malformed `x-wsring-*` header refuses it with 400.
-pub fn read_request(request: &Request, keep_headers: bool) -> Result<Upgrade, ErrorResponse> {
+/// Why an upgrade request was refused (answered with 400 and this text).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(String);
+
+impl Refusal {
+    /// The 400 answer tungstenite sends instead of the 101.
+    pub fn into_response(self) -> ErrorResponse {
+        let mut response = ErrorResponse::new(Some(self.0));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        response
+    }
+}
+
+/// Read an upgrade request; a malformed `x-wsring-*` header refuses it.
+pub fn read_request(request: &Request, keep_headers: bool) -> Result<Upgrade, Refusal> {
     let headers = request.headers();
     let conn_id = match headers.get(HEADER_CONN) {
         None => None,
         Some(value) => match value.to_str() {
             Ok(id) if !id.trim().is_empty() => Some(id.trim().to_string()),
-            _ => return Err(bad_request(&format!("{HEADER_CONN} must be a non-empty ASCII id"))),
+            _ => {
+                return Err(bad_request(&format!(
+                    "{HEADER_CONN} must be a non-empty ASCII id"
+                )))
+            }
         },
     };
     let key = match headers.get(HEADER_KEY) {
@@ -43,7 +61,9 @@ pub fn read_request(request: &Request, keep_headers: bool) -> Result<Upgrade, Er
             .to_str()
             .ok()
             .and_then(|encoded| decode_percent(encoded).ok())
-            .ok_or_else(|| bad_request(&format!("{HEADER_KEY} is not a percent-encoded UTF-8 key")))?,
+            .ok_or_else(|| {
+                bad_request(&format!("{HEADER_KEY} is not a percent-encoded UTF-8 key"))
+            })?,
         None => query_key(request.uri().query().unwrap_or(""))
             .map_err(|_| bad_request("the key query parameter is not percent-encoded UTF-8"))?,
     };
@@ -74,10 +94,8 @@ fn query_key(query: &str) -> Result<String, wsring_core::Error> {
         .unwrap_or_else(|| Ok(String::new()))
 }
 
-fn bad_request(message: &str) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(message.to_string()));
-    *response.status_mut() = StatusCode::BAD_REQUEST;
-    response
+fn bad_request(message: &str) -> Refusal {
+    Refusal(message.to_string())
 }
 
 #[cfg(test)]
@@ -96,7 +114,11 @@ mod tests {
     fn router_headers_are_read_and_the_key_decoded() {
         let req = request(
             "/chat?room=1",
-            &[(HEADER_CONN, "r1-17"), (HEADER_KEY, "user%201%2F%C3%BC"), (HEADER_RING_VERSION, "8")],
+            &[
+                (HEADER_CONN, "r1-17"),
+                (HEADER_KEY, "user%201%2F%C3%BC"),
+                (HEADER_RING_VERSION, "8"),
+            ],
         );
         let upgrade = read_request(&req, false).unwrap();
         assert_eq!(upgrade.conn_id.as_deref(), Some("r1-17"));
@@ -118,8 +140,11 @@ mod tests {
     #[test]
     fn malformed_wsring_headers_are_refused() {
         let bad_key = request("/", &[(HEADER_KEY, "%zz")]);
-        assert_eq!(read_request(&bad_key, false).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        let refusal = read_request(&bad_key, false).unwrap_err();
+        assert!(refusal.to_string().contains(HEADER_KEY), "{refusal}");
+        assert_eq!(refusal.into_response().status(), StatusCode::BAD_REQUEST);
         let empty_id = request("/", &[(HEADER_CONN, " ")]);
-        assert_eq!(read_request(&empty_id, false).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        let refusal = read_request(&empty_id, false).unwrap_err();
+        assert!(refusal.to_string().contains(HEADER_CONN), "{refusal}");
     }
 }

@@ -54,6 +54,9 @@ pub use probe::{probe, ProbeArgs, ProbeReport};
 pub use server::{PodHandle, Server};
 
 /// Run a pod until `shutdown` resolves, then drain it (see [`Server::run`]).
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     Server::bind(config).await?.run(shutdown).await
 }

@@ -12,16 +12,16 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
-use wsring_core::protocol::{CLOSE_GOING_AWAY, CLOSE_TOO_BIG, HEADER_POD};
+use wsring_core::protocol::{CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_TOO_BIG, HEADER_POD};
 
 use crate::app::{connect_upstream, echo};
-use crate::connection::{close_unrelayed, relay, Ending, CLOSE_BAD_GATEWAY, DRAINING_REASON};
+use crate::connection::{close_unrelayed, relay, Ending, DRAINING_REASON};
 use crate::drain::Drain;
-use crate::handshake::{read_request, Upgrade};
+use crate::handshake::{read_request, Refusal, Upgrade};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -54,6 +54,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let task = serve_connection(stream, peer, shared.clone());
+                eprintln!("TASKSIZE {}", std::mem::size_of_val(&task));
                 shared.drain.spawn(task);
             }
             Err(error) => {
@@ -83,9 +84,15 @@ impl Drop for Active<'_> {
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    let Some((mut ws, upgrade)) = Box::pin(upgrade(stream, &shared)).await else { return };
+    let Some((mut ws, upgrade)) = Box::pin(upgrade(stream, &shared)).await else {
+        return;
+    };
     let id = upgrade.conn_id.clone().unwrap_or_else(|| {
-        format!("{}-local-{}", shared.pod_name, shared.registry.next_local_number())
+        format!(
+            "{}-local-{}",
+            shared.pod_name,
+            shared.registry.next_local_number()
+        )
     });
     let span = tracing::debug_span!("conn", %id, key = %upgrade.key, %peer);
     async {
@@ -95,7 +102,14 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         let ending = match &shared.upstream {
             None => {
                 let (tx, rx) = echo();
-                relay(&mut ws, tx, rx, registration.mailbox(), shared.drain.draining()).await
+                relay(
+                    &mut ws,
+                    tx,
+                    rx,
+                    registration.mailbox(),
+                    shared.drain.draining(),
+                )
+                .await
             }
             Some(base) => upstream(&mut ws, base, &id, upgrade, &registration, &shared).await,
         };
@@ -118,15 +132,23 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
 }
 
 /// Run the upgrade; `None` if it failed (logged) or timed out.
-async fn upgrade(stream: TcpStream, shared: &Shared) -> Option<(WebSocketStream<TcpStream>, Upgrade)> {
+async fn upgrade(
+    stream: TcpStream,
+    shared: &Shared,
+) -> Option<(WebSocketStream<TcpStream>, Upgrade)> {
     let mut upgrade = None;
     let keep_headers = shared.upstream.is_some();
+    // The error type is fixed by tungstenite's `Callback`; it only exists on refusals.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| {
-        upgrade = Some(read_request(request, keep_headers)?);
-        response.headers_mut().insert(HEADER_POD, shared.pod_header.clone());
+        upgrade = Some(read_request(request, keep_headers).map_err(Refusal::into_response)?);
+        response
+            .headers_mut()
+            .insert(HEADER_POD, shared.pod_header.clone());
         Ok(response)
     };
-    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(shared.ws_config));
+    let accept =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(shared.ws_config));
     let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
@@ -152,7 +174,7 @@ async fn upstream(
 ) -> Ending {
     let mailbox = registration.mailbox();
     let draining = shared.drain.draining();
-    let headers = upgrade.headers.unwrap_or_else(HeaderMap::new);
+    let headers = upgrade.headers.unwrap_or_default();
     let connect = Box::pin(connect_upstream(
         base,
         &upgrade.path_and_query,
@@ -179,8 +201,10 @@ async fn upstream(
             relay(ws, tx, rx, mailbox, draining).await
         }
         Err(error) => {
-            tracing::warn!(%error, upstream = %base, "upstream app unreachable; closing the client with 1014");
-            close_unrelayed(ws, CLOSE_BAD_GATEWAY, "upstream app unreachable").await;
+            // 1011, not 1014 (bad gateway): 1014 is newer than RFC 6455 and common
+            // client libraries (tungstenite among them) refuse it as a protocol error.
+            tracing::warn!(%error, upstream = %base, "upstream app unreachable; closing the client with 1011");
+            close_unrelayed(ws, CLOSE_INTERNAL_ERROR, "upstream app unreachable").await;
             Ending::AppUnreachable
         }
     }

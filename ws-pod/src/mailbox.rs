@@ -150,7 +150,9 @@ impl Mailbox {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state stays consistent even if a holder panicked: every update is one step.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -166,9 +168,15 @@ mod tests {
         assert_eq!(mailbox.recv().await, Command::Push(Message::text("a")));
         assert!(mailbox.close(4001, "moved"));
         assert!(!mailbox.close(1001, "later"), "the first order wins");
-        let order = CloseOrder { code: 4001, reason: "moved" };
+        let order = CloseOrder {
+            code: 4001,
+            reason: "moved",
+        };
         assert_eq!(mailbox.recv().await, Command::Close(order));
-        assert_eq!(mailbox.push(Message::text("late")), Err(PushRefused::Closing));
+        assert_eq!(
+            mailbox.push(Message::text("late")),
+            Err(PushRefused::Closing)
+        );
     }
 
     #[tokio::test]

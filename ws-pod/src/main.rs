@@ -1,6 +1,7 @@
 //! `ws-pod`: serve (default) or `ws-pod probe --url ws://…`. All the work is in the library.
 
-use anyhow::Context;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use ws_pod::{Config, ProbeArgs};
@@ -19,15 +20,25 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve WebSocket connections (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Open a WebSocket, send a text frame and expect it back (helm test).
     Probe(ProbeArgs),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     init_tracing();
-    let cli = Cli::parse();
+    match dispatch(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One readable line (with causes) whatever RUST_BACKTRACE says.
+            eprintln!("ws-pod: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Probe(args)) => {
             let report = ws_pod::probe(&args).await?;
@@ -38,13 +49,13 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::Serve(config)) => serve(*config).await,
         None => serve(cli.serve).await,
     }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    ws_pod::run(config, shutdown_signal()).await.context("ws-pod failed")
+    Ok(ws_pod::run(config, shutdown_signal()).await?)
 }
 
 /// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
@@ -60,7 +71,9 @@ async fn shutdown_signal() {
 /// `RUST_LOG` filter (default `info`), JSON lines when `WSRING_LOG_FORMAT=json`, to stderr.
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("WSRING_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {

@@ -27,7 +27,7 @@ pub struct Metrics {
     pub pushes_delivered: Counter,
     /// Connections closed with 1009 (message or frame over `--max-message-bytes`).
     pub oversize_closes: Counter,
-    /// Connections whose upstream app could not be reached or failed (closed with 1011/1014).
+    /// Connections whose upstream app could not be reached or failed (closed with 1011).
     pub upstream_failures: Counter,
     /// 1 while the Redis subscription is established, else 0.
     pub redis_connected: Gauge,
@@ -62,7 +62,11 @@ impl Metrics {
             "Open client WebSocket connections",
             m.active_connections.clone(),
         );
-        m.registry.register("connections", "Client WebSocket connections accepted", m.connections.clone());
+        m.registry.register(
+            "connections",
+            "Client WebSocket connections accepted",
+            m.connections.clone(),
+        );
         m.registry.register(
             "resets_received",
             "Reset commands received on the Redis channel",

@@ -52,7 +52,10 @@ async fn round_trip(url: &str) -> Result<ProbeReport, Error> {
         .get(HEADER_POD)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let text = format!("wsring-probe {nonce}");
     ws.send(Message::text(text.as_str()))
         .await
@@ -62,11 +65,17 @@ async fn round_trip(url: &str) -> Result<ProbeReport, Error> {
             Some(Ok(Message::Text(got))) if got.as_str() == text => break,
             // An app may send other frames first (a greeting, a push): keep waiting.
             Some(Ok(Message::Close(frame))) => {
-                return Err(Error::Probe(format!("the server closed before echoing: {frame:?}")))
+                return Err(Error::Probe(format!(
+                    "the server closed before echoing: {frame:?}"
+                )))
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(Error::Probe(format!("connection failed: {e}"))),
-            None => return Err(Error::Probe("the server ended the connection before echoing".into())),
+            None => {
+                return Err(Error::Probe(
+                    "the server ended the connection before echoing".into(),
+                ))
+            }
         }
     }
     let round_trip = started.elapsed();

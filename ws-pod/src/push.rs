@@ -31,16 +31,25 @@ pub struct NotUtf8;
 
 /// The frame for a push body: binary for `application/octet-stream`, text otherwise.
 pub fn message_from_body(content_type: Option<&str>, body: Bytes) -> Result<Message, NotUtf8> {
-    let media_type = content_type.and_then(|ct| ct.split(';').next()).map(str::trim);
+    let media_type = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim);
     if media_type.is_some_and(|mt| mt.eq_ignore_ascii_case(BINARY_CONTENT_TYPE)) {
         Ok(Message::Binary(body))
     } else {
-        Utf8Bytes::try_from(body).map(Message::Text).map_err(|_| NotUtf8)
+        Utf8Bytes::try_from(body)
+            .map(Message::Text)
+            .map_err(|_| NotUtf8)
     }
 }
 
 /// Queue `message` on the target's connections; returns how many accepted it.
-pub fn deliver(registry: &Registry, metrics: &Metrics, target: Target<'_>, message: &Message) -> usize {
+pub fn deliver(
+    registry: &Registry,
+    metrics: &Metrics,
+    target: Target<'_>,
+    message: &Message,
+) -> usize {
     let delivered = match target {
         Target::Key(key) => registry.push_to_key(key, message),
         Target::All => registry.push_to_all(message),
@@ -60,8 +69,14 @@ mod tests {
             message_from_body(Some("application/octet-stream; x=1"), body.clone()),
             Ok(Message::Binary(body.clone()))
         );
-        assert_eq!(message_from_body(Some("text/plain"), body.clone()), Err(NotUtf8));
-        assert_eq!(message_from_body(None, Bytes::from_static(b"hi")), Ok(Message::text("hi")));
+        assert_eq!(
+            message_from_body(Some("text/plain"), body.clone()),
+            Err(NotUtf8)
+        );
+        assert_eq!(
+            message_from_body(None, Bytes::from_static(b"hi")),
+            Ok(Message::text("hi"))
+        );
         assert_eq!(
             message_from_body(Some("application/json"), Bytes::from_static(b"{}")),
             Ok(Message::text("{}"))
@@ -74,9 +89,23 @@ mod tests {
         let metrics = Metrics::new();
         let _a = registry.register("1", "k");
         let _b = registry.register("2", "other");
-        assert_eq!(deliver(&registry, &metrics, Target::Key("k"), &Message::text("x")), 1);
-        assert_eq!(deliver(&registry, &metrics, Target::Key("none"), &Message::text("x")), 0);
-        assert_eq!(deliver(&registry, &metrics, Target::All, &Message::text("x")), 2);
+        assert_eq!(
+            deliver(&registry, &metrics, Target::Key("k"), &Message::text("x")),
+            1
+        );
+        assert_eq!(
+            deliver(
+                &registry,
+                &metrics,
+                Target::Key("none"),
+                &Message::text("x")
+            ),
+            0
+        );
+        assert_eq!(
+            deliver(&registry, &metrics, Target::All, &Message::text("x")),
+            2
+        );
         assert_eq!(metrics.pushes_delivered.get(), 3);
     }
 }

@@ -101,15 +101,26 @@ impl Registry {
         inner.by_key.entry(key.clone()).or_default().insert(serial);
         inner.conns.insert(
             serial,
-            Entry { id, key, since: SystemTime::now(), mailbox: mailbox.clone() },
+            Entry {
+                id,
+                key,
+                since: SystemTime::now(),
+                mailbox: mailbox.clone(),
+            },
         );
         drop(inner);
-        Registration { registry: self.clone(), serial, mailbox }
+        Registration {
+            registry: self.clone(),
+            serial,
+            mailbox,
+        }
     }
 
     fn remove(&self, serial: u64) {
         let mut inner = self.lock();
-        let Some(entry) = inner.conns.remove(&serial) else { return };
+        let Some(entry) = inner.conns.remove(&serial) else {
+            return;
+        };
         if let Some(serials) = inner.by_id.get_mut(&entry.id) {
             serials.retain(|s| *s != serial);
             if serials.is_empty() {
@@ -138,13 +149,19 @@ impl Registry {
     /// Order every connection closed (drain); returns how many got a new order.
     pub fn close_all(&self, code: u16, reason: &'static str) -> usize {
         let inner = self.lock();
-        inner.conns.values().filter(|e| e.mailbox.close(code, reason)).count()
+        inner
+            .conns
+            .values()
+            .filter(|e| e.mailbox.close(code, reason))
+            .count()
     }
 
     /// Queue `message` on every connection of `key`; returns how many accepted it.
     pub fn push_to_key(&self, key: &str, message: &Message) -> usize {
         let inner = self.lock();
-        let Some(serials) = inner.by_key.get(key) else { return 0 };
+        let Some(serials) = inner.by_key.get(key) else {
+            return 0;
+        };
         serials
             .iter()
             .filter(|serial| inner.conns[serial].mailbox.push(message.clone()).is_ok())
@@ -154,7 +171,11 @@ impl Registry {
     /// Queue `message` on every connection; returns how many accepted it.
     pub fn push_to_all(&self, message: &Message) -> usize {
         let inner = self.lock();
-        inner.conns.values().filter(|e| e.mailbox.push(message.clone()).is_ok()).count()
+        inner
+            .conns
+            .values()
+            .filter(|e| e.mailbox.push(message.clone()).is_ok())
+            .count()
     }
 
     /// Every open connection, oldest first.
@@ -185,7 +206,9 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every mutation above completes before anything can panic, so a poisoned
         // table is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -209,11 +232,24 @@ mod tests {
         let a = registry.register("r-1", "k");
         let b = registry.register("r-2", "k");
         let c = registry.register("r-3", "other");
-        assert_eq!(registry.close_ids(&["r-1", "r-3", "unknown"], 4001, "moved"), 2);
-        assert_eq!(close_order(&a), Some(CloseOrder { code: 4001, reason: "moved" }));
+        assert_eq!(
+            registry.close_ids(&["r-1", "r-3", "unknown"], 4001, "moved"),
+            2
+        );
+        assert_eq!(
+            close_order(&a),
+            Some(CloseOrder {
+                code: 4001,
+                reason: "moved"
+            })
+        );
         assert_eq!(close_order(&b), None);
         assert!(close_order(&c).is_some());
-        assert_eq!(registry.close_ids(&["r-1", "r-3"], 4001, "moved"), 0, "idempotent");
+        assert_eq!(
+            registry.close_ids(&["r-1", "r-3"], 4001, "moved"),
+            0,
+            "idempotent"
+        );
     }
 
     #[test]
@@ -254,8 +290,15 @@ mod tests {
         let _b = registry.register("r-2", "k2");
         let list = registry.list();
         assert_eq!(list.len(), 2);
-        assert_eq!((list[0].id.as_str(), list[0].key.as_str()), ("r-1", "ü key"));
+        assert_eq!(
+            (list[0].id.as_str(), list[0].key.as_str()),
+            ("r-1", "ü key")
+        );
         assert_eq!(list[1].id, "r-2");
-        assert!(list[0].since.ends_with('Z') && list[0].since.contains('T'), "{}", list[0].since);
+        assert!(
+            list[0].since.ends_with('Z') && list[0].since.contains('T'),
+            "{}",
+            list[0].since
+        );
     }
 }

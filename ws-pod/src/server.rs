@@ -71,7 +71,10 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, Error> {
         let settings = config.resolve()?;
         let pod_header = HeaderValue::from_str(&settings.pod_name).map_err(|_| {
-            Error::Config(format!("--pod-name {:?} is not a valid header value", settings.pod_name))
+            Error::Config(format!(
+                "--pod-name {:?} is not a valid header value",
+                settings.pod_name
+            ))
         })?;
         let redis = match &settings.redis {
             Some(info) => {
@@ -85,7 +88,8 @@ impl Server {
         let ws_listener = bind("websocket", config.listen).await?;
         let admin_listener = bind("admin", config.admin_listen).await?;
         let local = |l: &TcpListener, what, addr| {
-            l.local_addr().map_err(|source| Error::Bind { what, addr, source })
+            l.local_addr()
+                .map_err(|source| Error::Bind { what, addr, source })
         };
         let ws_addr = local(&ws_listener, "websocket", config.listen)?;
         let admin_addr = local(&admin_listener, "admin", config.admin_listen)?;
@@ -98,7 +102,15 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             drain: Drain::new(),
         });
-        Ok(Server { settings, ws_listener, admin_listener, ws_addr, admin_addr, redis, shared })
+        Ok(Server {
+            settings,
+            ws_listener,
+            admin_listener,
+            ws_addr,
+            admin_addr,
+            redis,
+            shared,
+        })
     }
 
     /// The bound WebSocket address (the real port when `--listen` used port 0).
@@ -123,8 +135,19 @@ impl Server {
     /// Serve until `shutdown` resolves, then drain: readiness goes false, the listener
     /// closes, every connection is closed with 1001 and awaited (at most the drain
     /// timeout). Returns an error only if the admin server fails.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-        let Server { settings, ws_listener, admin_listener, ws_addr, admin_addr, redis, shared } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Server {
+            settings,
+            ws_listener,
+            admin_listener,
+            ws_addr,
+            admin_addr,
+            redis,
+            shared,
+        } = self;
         let draining = shared.drain.draining().clone();
 
         let admin_stop = CancellationToken::new();
@@ -191,9 +214,9 @@ impl Server {
             None => admin.await,
         };
         match admin_result {
-            Ok(Ok(())) if admin_ended_early => {
-                Err(Error::Admin(std::io::Error::other("the admin server stopped unexpectedly")))
-            }
+            Ok(Ok(())) if admin_ended_early => Err(Error::Admin(std::io::Error::other(
+                "the admin server stopped unexpectedly",
+            ))),
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Admin(e)),
             Err(join) => Err(Error::Admin(std::io::Error::other(join))),
@@ -202,5 +225,7 @@ impl Server {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { what, addr, source })
 }

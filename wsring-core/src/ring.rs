@@ -278,10 +278,9 @@ fn bound_load(points: Vec<(u64, u32)>, members: usize, c: f64) -> Vec<(u64, u32)
     let mut owned: Vec<Vec<usize>> = vec![Vec::new(); members];
     let mut share = vec![0u128; members];
     let arc_of = |j: usize, prev: &[usize]| points[j].0.wrapping_sub(points[prev[j]].0) as u128;
-    for j in 0..n {
-        let m = points[j].1 as usize;
-        owned[m].push(j);
-        share[m] += arc_of(j, &prev);
+    for (j, &(_, member)) in points.iter().enumerate() {
+        owned[member as usize].push(j);
+        share[member as usize] += arc_of(j, &prev);
     }
     loop {
         let (top, top_share) = share

@@ -88,15 +88,25 @@ mod tests {
         );
         let ing = ingress(&wsc).unwrap();
         let ann = ing.metadata.annotations.unwrap();
-        assert_eq!(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"], "7200");
-        assert_eq!(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"], "3600");
+        assert_eq!(
+            ann["nginx.ingress.kubernetes.io/proxy-read-timeout"],
+            "7200"
+        );
+        assert_eq!(
+            ann["nginx.ingress.kubernetes.io/proxy-send-timeout"],
+            "3600"
+        );
         let spec = ing.spec.unwrap();
         assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
         let tls = &spec.tls.unwrap()[0];
         assert_eq!(tls.secret_name.as_deref(), Some("chat-tls"));
         assert_eq!(tls.hosts, Some(vec!["chat.example.com".to_string()]));
         let rule = &spec.rules.unwrap()[0];
-        let backend = rule.http.as_ref().unwrap().paths[0].backend.service.clone().unwrap();
+        let backend = rule.http.as_ref().unwrap().paths[0]
+            .backend
+            .service
+            .clone()
+            .unwrap();
         assert_eq!(backend.name, "chat");
         assert_eq!(backend.port.unwrap().name.as_deref(), Some("ws"));
     }

@@ -121,7 +121,11 @@ pub fn child_meta(wsc: &WebSocketCluster, name: String, component: Component) ->
         name: Some(name),
         namespace: wsc.namespace(),
         labels: Some(labels(wsc, component)),
-        owner_references: wsc.controller_owner_ref(&()).map(|o| vec![o]),
+        owner_references: wsc.controller_owner_ref(&()).map(|mut owner| {
+            // Foreground deletion of the cluster waits for its children.
+            owner.block_owner_deletion = Some(true);
+            vec![owner]
+        }),
         ..ObjectMeta::default()
     }
 }
@@ -171,7 +175,11 @@ pub fn redis_env(wsc: &WebSocketCluster) -> Vec<EnvVar> {
     if let Some(url) = &redis.url {
         env.push(value_env("WSRING_REDIS_URL", url.clone()));
     } else if let Some(r) = &redis.url_secret_ref {
-        env.push(secret_env("WSRING_REDIS_URL", r.name.clone(), r.key.clone()));
+        env.push(secret_env(
+            "WSRING_REDIS_URL",
+            r.name.clone(),
+            r.key.clone(),
+        ));
     }
     if let Some(r) = &redis.password_secret_ref {
         env.push(secret_env(

@@ -91,7 +91,11 @@ fn diff(existing: Option<&RingSpec>, desired: &RingSpec) -> (Vec<String>, Vec<St
 /// The desired ConfigMap holding `ring`.
 pub fn configmap(wsc: &WebSocketCluster, ring: &RingSpec) -> ConfigMap {
     ConfigMap {
-        metadata: child_meta(wsc, Names::ring_configmap(&wsc.name_any()), Component::Router),
+        metadata: child_meta(
+            wsc,
+            Names::ring_configmap(&wsc.name_any()),
+            Component::Router,
+        ),
         data: Some(BTreeMap::from([(RING_KEY.to_string(), ring.to_json())])),
         ..ConfigMap::default()
     }
@@ -160,7 +164,13 @@ mod tests {
         let old = RingSpec::new(2, 1024, None, vec![member(0)]).unwrap();
         let mut c = wsc();
         c.spec.routing.virtual_nodes = 2048;
-        assert_eq!(next_ring(Some(&old), 2, &c, vec![member(0)]).unwrap().ring.version, 3);
+        assert_eq!(
+            next_ring(Some(&old), 2, &c, vec![member(0)])
+                .unwrap()
+                .ring
+                .version,
+            3
+        );
         let mut c = wsc();
         c.spec.routing.bounded_load = Some(1.25);
         let next = next_ring(Some(&old), 2, &c, vec![member(0)]).unwrap();

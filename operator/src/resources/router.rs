@@ -57,7 +57,10 @@ fn container(wsc: &WebSocketCluster) -> Container {
         field_env("POD_NAMESPACE", "metadata.namespace"),
         value_env("WSRING_CLUSTER", name.clone()),
         value_env("WSRING_LISTEN", format!("0.0.0.0:{ROUTER_WS_PORT}")),
-        value_env("WSRING_ADMIN_LISTEN", format!("0.0.0.0:{ROUTER_ADMIN_PORT}")),
+        value_env(
+            "WSRING_ADMIN_LISTEN",
+            format!("0.0.0.0:{ROUTER_ADMIN_PORT}"),
+        ),
         value_env("WSRING_KEY_SOURCE", key.from.as_str().to_string()),
         value_env("WSRING_KEY_NAME", key.name.clone()),
         value_env("WSRING_RING_CONFIGMAP", Names::ring_configmap(&name)),
@@ -112,7 +115,10 @@ mod tests {
         assert_eq!(d.spec.replicas, Some(3));
         assert_eq!(env(&d, "WSRING_KEY_SOURCE").as_deref(), Some("header"));
         assert_eq!(env(&d, "WSRING_KEY_NAME").as_deref(), Some("x-room"));
-        assert_eq!(env(&d, "WSRING_RING_CONFIGMAP").as_deref(), Some("chat-ring"));
+        assert_eq!(
+            env(&d, "WSRING_RING_CONFIGMAP").as_deref(),
+            Some("chat-ring")
+        );
         assert_eq!(env(&d, "WSRING_CLUSTER").as_deref(), Some("chat"));
         let pod = d.spec.template.spec.unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("chat-router"));

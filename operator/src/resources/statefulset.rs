@@ -160,12 +160,28 @@ mod tests {
         assert!(env(&c[0], "WSRING_UPSTREAM").is_none());
         let pod_name = env(&c[0], "WSRING_POD_NAME").unwrap();
         assert_eq!(
-            pod_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path,
+            pod_name
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
             "metadata.name"
         );
         let token = env(&c[0], "WSRING_TOKEN").unwrap();
-        let secret = token.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((secret.name.as_str(), secret.key.as_str()), ("chat-token", "token"));
+        let secret = token
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("chat-token", "token")
+        );
     }
 
     #[test]
@@ -180,9 +196,21 @@ mod tests {
             sc.capabilities.as_ref().unwrap().drop,
             Some(vec!["ALL".to_string()])
         );
-        let ready = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(ready.path.as_deref(), Some("/readyz"));
-        let live = c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(live.path.as_deref(), Some("/healthz"));
         let ports: Vec<_> = c
             .ports
@@ -227,7 +255,13 @@ mod tests {
         let c = &containers(&sts)[0];
         let url = env(c, "WSRING_REDIS_URL").unwrap();
         assert_eq!(
-            url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name,
+            url.value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
             "redis-url"
         );
         assert!(env(c, "WSRING_REDIS_PASSWORD").is_some());

@@ -66,7 +66,15 @@ impl TestRouter {
     }
 
     pub async fn put_ring(&self, spec: &RingSpec) -> (StatusCode, serde_json::Value) {
-        http_call(self.admin, "PUT", "/ring", Some(TOKEN), None, spec.to_json().into()).await
+        http_call(
+            self.admin,
+            "PUT",
+            "/ring",
+            Some(TOKEN),
+            None,
+            spec.to_json().into(),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
@@ -243,6 +251,8 @@ async fn push(
     axum::Json(serde_json::json!({"delivered": 2}))
 }
 
+// The callback's signature is tungstenite's.
+#[allow(clippy::result_large_err)]
 async fn serve_ws(
     listener: TcpListener,
     mode: PodMode,

@@ -1,0 +1,290 @@
+//! End-to-end behaviour of a real pod: real sockets, real tokio-tungstenite clients,
+//! a real redis-server.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use ws_pod::{Config, ProbeArgs};
+use wsring_core::protocol::{
+    pod_channel, ControlMessage, CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON,
+};
+use wsring_core::testkit::{free_port, RedisServer};
+
+fn with_redis(pod_name: &str, redis: &RedisServer) -> Config {
+    Config {
+        redis_url: Some(redis.url()),
+        cluster: "itest".into(),
+        ..config(pod_name)
+    }
+}
+
+fn reset(ids: &[&str]) -> String {
+    ControlMessage::reset(8, "r", ids.iter().map(|s| s.to_string()).collect()).to_json()
+}
+
+#[tokio::test]
+async fn echo_returns_text_and_binary_unchanged() {
+    let pod = Pod::start(config("pod-0")).await;
+    let mut ws = pod.connect_as("r-1", "user 1").await;
+    assert_echo(&mut ws, "héllo wörld").await;
+    let binary = (0..=255u8).collect::<Vec<_>>();
+    ws.send(Message::binary(binary.clone())).await.unwrap();
+    assert_eq!(recv(&mut ws).await, Message::binary(binary));
+    let (_, list) = pod.admin("GET", "/v1/connections", &[], b"").await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(
+        (list[0]["id"].as_str(), list[0]["key"].as_str()),
+        (Some("r-1"), Some("user 1"))
+    );
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+#[tokio::test]
+async fn direct_connections_get_a_local_id_and_the_query_key() {
+    let pod = Pod::start(config("pod-0")).await;
+    let (mut ws, response) =
+        tokio_tungstenite::connect_async(format!("{}/?key=room%201", pod.url()))
+            .await
+            .unwrap();
+    assert_eq!(response.headers()["x-wsring-pod"], "pod-0");
+    assert_echo(&mut ws, "x").await;
+    let list = pod.handle.connections();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].key, "room 1");
+    assert!(list[0].id.starts_with("pod-0-local-"), "{}", list[0].id);
+}
+
+#[tokio::test]
+async fn probe_gets_its_echo_and_the_pod_name() {
+    let pod = Pod::start(config("pod-7")).await;
+    let args = ProbeArgs {
+        url: format!("{}/?key=probe", pod.url()),
+        timeout_ms: 30_000,
+    };
+    let report = ws_pod::probe(&args).await.unwrap();
+    assert_eq!(report.pod.as_deref(), Some("pod-7"));
+    let unreachable = ProbeArgs {
+        url: format!("ws://127.0.0.1:{}/", free_port()),
+        timeout_ms: 30_000,
+    };
+    assert!(ws_pod::probe(&unreachable).await.is_err());
+}
+
+#[tokio::test]
+async fn oversize_frames_close_with_1009() {
+    let pod = Pod::start(Config {
+        max_message_bytes: 1024,
+        ..config("pod-0")
+    })
+    .await;
+    let mut ws = pod.connect_as("r-1", "k").await;
+    assert_echo(&mut ws, &"x".repeat(1024)).await;
+    ws.send(Message::binary(vec![0u8; 1025])).await.unwrap();
+    let (code, reason) = expect_close(&mut ws).await;
+    assert_eq!(code, 1009, "{reason}");
+    assert_eq!(pod.metric("wsring_pod_oversize_closes_total").await, 1);
+}
+
+#[tokio::test]
+async fn reset_closes_exactly_the_listed_connections() {
+    let redis = RedisServer::start();
+    let pod = Pod::start(with_redis("pod-0", &redis)).await;
+    let channel = pod_channel("itest", "pod-0");
+    wait_for_subscriber(&redis.url(), &channel).await;
+    let mut moved_1 = pod.connect_as("r-1", "a").await;
+    let mut stays = pod.connect_as("r-2", "a").await;
+    let mut moved_3 = pod.connect_as("r-3", "b").await;
+
+    let mut publisher = redis_conn(&redis.url()).await;
+    assert_eq!(
+        publish(&mut publisher, &channel, &reset(&["r-1", "r-3", "unknown"])).await,
+        1
+    );
+    for ws in [&mut moved_1, &mut moved_3] {
+        assert_eq!(
+            expect_close(ws).await,
+            (CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON.to_string())
+        );
+    }
+    // A duplicate reset is harmless; the connection that was not listed stays open.
+    publish(&mut publisher, &channel, &reset(&["r-1", "r-3"])).await;
+    assert_echo(&mut stays, "still here").await;
+    let ids: Vec<String> = pod.handle.connections().into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, ["r-2"]);
+    assert_eq!(pod.metric("wsring_pod_connections_reset_total").await, 2);
+}
+
+#[tokio::test]
+async fn malformed_redis_messages_are_ignored() {
+    let redis = RedisServer::start();
+    let pod = Pod::start(with_redis("pod-0", &redis)).await;
+    let channel = pod_channel("itest", "pod-0");
+    wait_for_subscriber(&redis.url(), &channel).await;
+    let mut target = pod.connect_as("r-1", "a").await;
+    let mut marker = pod.connect_as("r-marker", "m").await;
+
+    let mut publisher = redis_conn(&redis.url()).await;
+    for garbage in [
+        "not json",
+        r#"{"type":"reset","v":2,"ringVersion":1,"router":"r","connections":["r-1"]}"#,
+        r#"{"type":"explode","connections":["r-1"]}"#,
+    ] {
+        publish(&mut publisher, &channel, garbage).await;
+    }
+    // Messages on one channel arrive in order: once the marker is closed, the garbage was read.
+    publish(&mut publisher, &channel, &reset(&["r-marker"])).await;
+    assert_eq!(expect_close(&mut marker).await.0, CLOSE_RING_MOVED);
+    assert_echo(&mut target, "untouched").await;
+    assert_eq!(
+        pod.metric("wsring_pod_malformed_control_messages_total")
+            .await,
+        3
+    );
+    assert_eq!(pod.metric("wsring_pod_resets_received_total").await, 1);
+}
+
+#[tokio::test]
+async fn push_reaches_exactly_the_keys_connections() {
+    let pod = Pod::start(config("pod-0")).await;
+    let mut a1 = pod.connect_as("r-1", "room/a").await;
+    let mut a2 = pod.connect_as("r-2", "room/a").await;
+    let mut b = pod.connect_as("r-3", "room/b").await;
+    let auth = format!("Bearer {TOKEN}");
+
+    let (status, body) = pod
+        .admin(
+            "POST",
+            "/v1/keys/room%2Fa/messages",
+            &[("Authorization", &auth)],
+            b"news",
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"delivered":2}"#));
+    assert_eq!(recv(&mut a1).await, Message::text("news"));
+    assert_eq!(recv(&mut a2).await, Message::text("news"));
+    // Had b received the push, it would come before this echo.
+    assert_echo(&mut b, "no news for b").await;
+
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/octet-stream"),
+    ];
+    let (status, body) = pod
+        .admin("POST", "/v1/broadcast", &headers, &[1, 2, 255])
+        .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"delivered":3}"#));
+    for ws in [&mut a1, &mut a2, &mut b] {
+        assert_eq!(recv(ws).await, Message::binary(vec![1u8, 2, 255]));
+    }
+    let (status, _) = pod.admin("POST", "/v1/broadcast", &[], b"x").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn upstream_mode_relays_to_a_real_app() {
+    let app = Pod::start(config("app")).await;
+    let front = Pod::start(Config {
+        upstream: Some(app.url()),
+        ..config("front")
+    })
+    .await;
+    let mut ws = front.connect_as("r-1", "user/1").await;
+    assert_echo(&mut ws, "through the app").await;
+    ws.send(Message::binary(vec![9u8; 1000])).await.unwrap();
+    assert_eq!(recv(&mut ws).await, Message::binary(vec![9u8; 1000]));
+
+    // The app saw the key and the connection id through x-wsring-key / x-wsring-conn.
+    let seen = app.handle.connections();
+    assert_eq!(
+        (seen[0].id.as_str(), seen[0].key.as_str()),
+        ("r-1", "user/1")
+    );
+
+    // A push on the front pod is interleaved with the app's frames.
+    let auth = format!("Bearer {TOKEN}");
+    let (_, body) = front
+        .admin(
+            "POST",
+            "/v1/keys/user%2F1/messages",
+            &[("Authorization", &auth)],
+            b"pushed",
+        )
+        .await;
+    assert_eq!(body, r#"{"delivered":1}"#);
+    assert_eq!(recv(&mut ws).await, Message::text("pushed"));
+
+    // The app closing (here: its own reset) is passed on to the client.
+    app.handle.apply_control(reset(&["r-1"]).as_bytes());
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON.to_string())
+    );
+}
+
+#[tokio::test]
+async fn unreachable_upstream_closes_with_1011() {
+    let upstream = format!("ws://127.0.0.1:{}", free_port());
+    let front = Pod::start(Config {
+        upstream: Some(upstream),
+        ..config("front")
+    })
+    .await;
+    let mut ws = front.connect_as("r-1", "k").await;
+    let (code, reason) = expect_close(&mut ws).await;
+    assert_eq!(code, 1011);
+    assert!(reason.contains("unreachable"), "{reason}");
+    assert_eq!(front.metric("wsring_pod_upstream_failures_total").await, 1);
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_with_1001() {
+    let pod = Pod::start(config("pod-0")).await;
+    let mut conns = Vec::new();
+    for i in 0..5 {
+        let mut ws = pod.connect_as(&format!("r-{i}"), "k").await;
+        assert_echo(&mut ws, "up").await;
+        conns.push(ws);
+    }
+    let ws_addr = pod.ws;
+    let closes = tokio::spawn(async move {
+        let mut codes = Vec::new();
+        for mut ws in conns {
+            codes.push(expect_close(&mut ws).await.0);
+        }
+        codes
+    });
+    pod.shutdown().await.unwrap();
+    assert_eq!(closes.await.unwrap(), [1001; 5]);
+    assert!(
+        tokio::net::TcpStream::connect(ws_addr).await.is_err(),
+        "the listener is closed"
+    );
+}
+
+#[tokio::test]
+async fn subscription_comes_back_after_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let pod = Pod::start(with_redis("pod-0", &redis)).await;
+    let channel = pod_channel("itest", "pod-0");
+    wait_for_subscriber(&url, &channel).await;
+    let mut survivor = pod.connect_as("r-1", "a").await;
+    let mut moved = pod.connect_as("r-2", "b").await;
+
+    redis.stop();
+    // Redis being down touches no connection.
+    assert_echo(&mut survivor, "redis is down").await;
+    assert_echo(&mut moved, "redis is down").await;
+
+    let _redis = RedisServer::start_on(redis.port(), &[]);
+    wait_for_subscriber(&url, &channel).await;
+    let mut publisher = redis_conn(&url).await;
+    publish(&mut publisher, &channel, &reset(&["r-2"])).await;
+    assert_eq!(expect_close(&mut moved).await.0, CLOSE_RING_MOVED);
+    assert_echo(&mut survivor, "still here").await;
+    assert!(pod.metric("wsring_pod_redis_subscriptions_total").await >= 2);
+    assert_eq!(pod.metric("wsring_pod_redis_connected").await, 1);
+}
