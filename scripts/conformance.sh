@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -c 'import kosoku' 2>/dev/null || python3 -m pip install -q kosoku==0.1.0
-cargo build --release --locked --bin wsring
+# The debug build is the one `cargo test` already made; conformance is about
+# behaviour, not speed.
+cargo build --locked --bin wsring
 out=target/conformance
 rm -rf "$out" && mkdir -p "$out"
 
@@ -15,7 +17,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 public=$(free_port); admin=$(free_port); control=$(free_port)
 
 # Autobahn's 9.x cases send messages up to 16 MiB: allow them for this run.
-RUST_LOG=warn target/release/wsring dev --pods 1 --builtin-bus \
+RUST_LOG=warn target/debug/wsring dev --pods 1 --builtin-bus \
   --listen "127.0.0.1:$public" --admin-listen "127.0.0.1:$admin" --control-listen "127.0.0.1:$control" \
   --pod-arg=--max-message-bytes=67108864 > "$out/dev.log" 2>&1 &
 dev=$!
@@ -27,8 +29,11 @@ for _ in $(seq 1 300); do
 done
 grep -q WSRING_DEV_READY "$out/dev.log" || { echo "wsring dev did not start"; cat "$out/dev.log"; exit 1; }
 
+# 12.* and 13.* test permessage-deflate, an optional extension ws-pod does not
+# negotiate (kosoku reports them UNIMPLEMENTED and exits non-zero for that).
 status=0
-kosoku -m fuzzingclient -p 2 -o "$out/reports" "ws://127.0.0.1:$public/?key=autobahn" > "$out/kosoku.log" 2>&1 || status=$?
+kosoku -m fuzzingclient -p 2 -x '12.*' -x '13.*' -o "$out/reports" \
+  "ws://127.0.0.1:$public/?key=autobahn" > "$out/kosoku.log" 2>&1 || status=$?
 tail -n 5 "$out/kosoku.log"
 python3 - "$out/reports/index.json" <<'PY'
 import collections, json, sys
@@ -38,12 +43,14 @@ failed = []
 for agent, cases in index.items():
     for case, result in cases.items():
         counts[result["behavior"]] += 1
-        if result["behavior"] in ("FAILED", "ERROR"):
+        if result["behavior"] in ("FAILED", "ERROR", "UNIMPLEMENTED"):
             failed.append(case)
 print("conformance:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 if failed:
     print("FAILED cases:", " ".join(sorted(failed)))
     sys.exit(1)
-print(f"{sum(counts.values())} passed, 0 failed")
+if not counts:
+    sys.exit("no conformance results")
+print(f"conformance: {sum(counts.values())} passed, 0 failed")
 PY
 exit $status

@@ -100,7 +100,14 @@ pub async fn reconcile(wsc: Arc<WebSocketCluster>, ctx: Arc<Context>) -> Result<
 
     if let Err(Error::InvalidSpec(why)) = wsc.spec.validate() {
         tracing::warn!(cluster = %key, %why, "invalid spec, nothing applied");
-        events.push(warning("InvalidSpec", "Validate", why.clone()));
+        let reported = wsc.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec" && c.message == why)
+        });
+        if !reported {
+            events.push(warning("InvalidSpec", "Validate", why.clone()));
+        }
         let observed = Observed {
             invalid_spec: Some(why),
             ..Observed::default()
@@ -714,6 +721,14 @@ mod tests {
         assert_eq!(events[0]["type"], "Warning");
         assert_eq!(cond(&status, "Degraded"), ("True", "InvalidSpec"));
         assert_eq!(status.ring_version, 2, "the published ring stays");
+
+        // Reconciled again (a child changed): already reported, nothing to say or write.
+        let mut again = settled(3, &ring(2, 3))
+            .with_generation(2)
+            .with_status(status);
+        again.spec.routing.virtual_nodes = 5000;
+        let (action, ()) = run_scenario(again, |api| async move { (api, ()) }.boxed()).await;
+        assert_eq!(action.unwrap(), Action::await_change());
     }
 
     #[tokio::test]

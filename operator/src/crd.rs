@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -72,11 +72,14 @@ pub struct WebSocketClusterSpec {
     #[schemars(range(min = 0))]
     pub replicas: i32,
 
-    /// Pod template of the app container(s). Omitted: ws-pod's built-in echo app.
-    /// The operator adds the ws-pod sidecar; app containers must not use ports 8081/9091.
+    /// Pod template (core/v1 PodTemplateSpec) of the app container(s). Omitted: ws-pod's
+    /// built-in echo app. The operator adds the ws-pod sidecar; app containers must not use
+    /// ports 8081/9091. Kept as raw JSON and parsed by [`Self::pod_template`], so one
+    /// malformed template is reported on its own cluster instead of failing the
+    /// operator's watch (and with it every cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pod_template_schema")]
-    pub template: Option<PodTemplateSpec>,
+    pub template: Option<serde_json::Value>,
 
     /// Port of the app's WebSocket listener inside the pod (ws-pod dials ws://127.0.0.1:appPort).
     #[serde(default = "default_app_port")]
@@ -425,6 +428,7 @@ impl WebSocketClusterSpec {
                 self.app_port
             ));
         }
+        self.pod_template()?;
         for c in self.app_containers() {
             if c.name == crate::resources::statefulset::SIDECAR_NAME {
                 return invalid(format!(
@@ -444,13 +448,25 @@ impl WebSocketClusterSpec {
         Ok(())
     }
 
-    /// App containers of the template; empty means the built-in echo app.
-    pub fn app_containers(&self) -> &[k8s_openapi::api::core::v1::Container] {
+    /// The app pod template, parsed.
+    pub fn pod_template(&self) -> Result<Option<PodTemplateSpec>, Error> {
         self.template
-            .as_ref()
-            .and_then(|t| t.spec.as_ref())
-            .map(|s| s.containers.as_slice())
-            .unwrap_or(&[])
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| {
+                Error::InvalidSpec(format!("template is not a valid PodTemplateSpec: {e}"))
+            })
+    }
+
+    /// App containers of the template; empty means the built-in echo app.
+    pub fn app_containers(&self) -> Vec<Container> {
+        self.pod_template()
+            .ok()
+            .flatten()
+            .and_then(|t| t.spec)
+            .map(|s| s.containers)
+            .unwrap_or_default()
     }
 }
 
@@ -547,6 +563,18 @@ mod tests {
             conditions["x-kubernetes-list-map-keys"],
             serde_json::json!(["type"])
         );
+    }
+
+    #[test]
+    fn malformed_template_is_an_invalid_spec_not_a_decode_error() {
+        let wsc: WebSocketCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "wsring.io/v1alpha1", "kind": "WebSocketCluster",
+            "metadata": {"name": "x"},
+            "spec": {"template": {"spec": {"containers": "app"}}}
+        }))
+        .expect("the object itself always decodes");
+        let err = wsc.spec.validate().unwrap_err();
+        assert!(err.to_string().contains("PodTemplateSpec"), "{err}");
     }
 
     #[test]

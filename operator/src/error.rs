@@ -5,7 +5,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed (network, RBAC, conflict, server error).
-    #[error("kubernetes API: {0}")]
+    #[error(transparent)]
     Kube(#[from] kube::Error),
     /// The spec breaks a rule the schema cannot express; reported on the object.
     #[error("invalid spec: {0}")]
@@ -34,7 +34,7 @@ pub enum Error {
     #[error("leader election: {0}")]
     Leader(String),
     /// Binding or serving the metrics listener failed.
-    #[error("io: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

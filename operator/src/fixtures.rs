@@ -57,7 +57,7 @@ impl WebSocketCluster {
     /// An app container `app` listening on `port`, with a pod label `team: chat`.
     pub fn with_app(mut self, image: &str, port: i32) -> Self {
         self.spec.app_port = port;
-        self.spec.template = Some(PodTemplateSpec {
+        let template = PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some([("team".to_string(), "chat".to_string())].into()),
                 ..ObjectMeta::default()
@@ -70,7 +70,8 @@ impl WebSocketCluster {
                 }],
                 ..PodSpec::default()
             }),
-        });
+        };
+        self.spec.template = Some(serde_json::to_value(template).unwrap());
         self
     }
 

@@ -17,7 +17,7 @@
 //! - [`status`]: status and conditions from what a reconcile observed.
 //! - [`controller`]: `reconcile` / `error_policy`, the `Context`, the watches.
 //! - [`leader`]: Lease-based leader election.
-//! - [`metrics`], [`http`]: Prometheus metrics and the `/metrics` + `/healthz` listener.
+//! - [`metrics`], [`server`]: Prometheus metrics and the `/metrics` + `/healthz` listener.
 //! - [`error`]: the one error type.
 //!
 //! Binaries: `wsring-operator` (this lib's [`run`]) and `crdgen` (prints the CRD).
@@ -25,12 +25,12 @@
 pub mod controller;
 pub mod crd;
 pub mod error;
-pub mod http;
 pub mod leader;
 pub mod membership;
 pub mod metrics;
 pub mod notify;
 pub mod resources;
+pub mod server;
 pub mod status;
 
 #[cfg(test)]
@@ -90,7 +90,11 @@ pub async fn run(
     let metrics = Arc::new(metrics::Metrics::default().register(&mut registry));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %config.listen, "serving /metrics and /healthz");
-    let server = tokio::spawn(http::serve(listener, Arc::new(registry), shutdown.clone()));
+    let server = tokio::spawn(server::serve(
+        listener,
+        Arc::new(registry),
+        shutdown.clone(),
+    ));
 
     let work = controller::run(
         client.clone(),
@@ -135,5 +139,48 @@ async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), Error
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::CrdNotInstalled),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tower_test::mock;
+
+    async fn check_with(code: u16) -> Result<(), Error> {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.unwrap();
+            assert_eq!(
+                request.uri().to_string(),
+                "/apis/wsring.io/v1alpha1/websocketclusters?&limit=1"
+            );
+            let body = if code == 200 {
+                serde_json::json!({"apiVersion": "wsring.io/v1alpha1", "kind": "WebSocketClusterList", "metadata": {}, "items": []})
+            } else {
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})
+            };
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        });
+        let result = check_crd(&Client::new(service, "default"), None).await;
+        server.await.unwrap();
+        result
+    }
+
+    #[tokio::test]
+    async fn missing_crd_is_a_clear_startup_error() {
+        let err = check_with(404).await.unwrap_err();
+        assert!(matches!(err, Error::CrdNotInstalled));
+        assert!(err
+            .to_string()
+            .contains("kubectl apply --server-side -f crds/websocketcluster.yaml"));
+        check_with(200).await.unwrap();
     }
 }

@@ -126,9 +126,17 @@ struct AllReport {
     idle: IdleReport,
 }
 
-/// Run the chosen benchmark and print its report.
+/// Run the chosen benchmark and print its report. Ctrl-C / SIGTERM abandon
+/// it: dropping the benchmark stops every child and removes the temporary files.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.command {
+    tokio::select! {
+        r = run_command(args.command) => r,
+        () = crate::dev::shutdown_signal() => anyhow::bail!("interrupted"),
+    }
+}
+
+async fn run_command(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
         BenchCommand::Throughput { load, common } => {
             let r = throughput_report(&load, &common).await?;
             print(&common, &r, || {

@@ -75,6 +75,21 @@ impl Proc {
     }
 }
 
+impl Drop for Proc {
+    /// Only when [`Bench::shutdown`] did not run (error, Ctrl-C): SIGTERM the
+    /// child's own children first (nginx workers outlive a killed master),
+    /// then the child; `kill_on_drop` follows with SIGKILL.
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            for p in children_of(pid).into_iter().chain([pid]) {
+                if let Ok(p) = i32::try_from(p) {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+                }
+            }
+        }
+    }
+}
+
 /// A ws-pod child and its addresses.
 pub struct Pod {
     /// Ring member name.

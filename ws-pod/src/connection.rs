@@ -152,19 +152,45 @@ where
         }
     };
 
+    // Boxed: the closing phase is short-lived, and inline it would enlarge every
+    // idle connection's task by the size of its timers and joins.
+    Box::pin(finish(
+        stop,
+        &mut client_tx,
+        &mut client_rx,
+        &mut app_tx,
+        &mut app_rx,
+    ))
+    .await
+}
+
+/// Carry out the close that `stop` calls for, on both sides, each step bounded in time.
+async fn finish<CT, CR, T, R, E>(
+    stop: Stop,
+    client_tx: &mut CT,
+    client_rx: &mut CR,
+    app_tx: &mut T,
+    app_rx: &mut R,
+) -> Ending
+where
+    CT: Sink<Message> + Unpin,
+    CR: Stream<Item = Result<Message, WsError>> + Unpin,
+    T: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, E>> + Unpin,
+{
     match stop {
         Stop::ClientClose(frame) => {
             let code = frame.as_ref().map(|f| u16::from(f.code));
             // Reading on flushes tungstenite's queued echo of the close and sees the end.
-            let client_done = drain_until_end(&mut client_rx);
-            let app_done = close_app(&mut app_tx, &mut app_rx, frame);
+            let client_done = drain_until_end(client_rx);
+            let app_done = close_app(app_tx, app_rx, frame);
             tokio::join!(client_done, app_done);
             Ending::ClientClosed(code)
         }
         Stop::ClientGone => {
             close_app(
-                &mut app_tx,
-                &mut app_rx,
+                app_tx,
+                app_rx,
                 close_frame(CLOSE_GOING_AWAY, "client went away"),
             )
             .await;
@@ -177,8 +203,8 @@ where
                 let close = close_frame(code, &reason);
                 let client_done = bounded(client_tx.send(Message::Close(close)));
                 let app_done = close_app(
-                    &mut app_tx,
-                    &mut app_rx,
+                    app_tx,
+                    app_rx,
                     close_frame(CLOSE_GOING_AWAY, "client connection failed"),
                 );
                 tokio::join!(client_done, app_done);
@@ -187,8 +213,8 @@ where
             None => {
                 tracing::debug!(%error, "client connection lost");
                 close_app(
-                    &mut app_tx,
-                    &mut app_rx,
+                    app_tx,
+                    app_rx,
                     close_frame(CLOSE_GOING_AWAY, "client went away"),
                 )
                 .await;
@@ -197,30 +223,30 @@ where
         },
         Stop::Ordered(order) => {
             let frame = close_frame(order.code, order.reason);
-            let client_done = close_client(&mut client_tx, &mut client_rx, frame.clone());
-            let app_done = close_app(&mut app_tx, &mut app_rx, frame);
+            let client_done = close_client(client_tx, client_rx, frame.clone());
+            let app_done = close_app(app_tx, app_rx, frame);
             tokio::join!(client_done, app_done);
             Ending::Ordered(order.code)
         }
         Stop::Draining => {
             let frame = close_frame(CLOSE_GOING_AWAY, DRAINING_REASON);
-            let client_done = close_client(&mut client_tx, &mut client_rx, frame.clone());
-            let app_done = close_app(&mut app_tx, &mut app_rx, frame);
+            let client_done = close_client(client_tx, client_rx, frame.clone());
+            let app_done = close_app(app_tx, app_rx, frame);
             tokio::join!(client_done, app_done);
             Ending::Draining
         }
         Stop::AppClose(frame) => {
             let code = frame.as_ref().map(|f| u16::from(f.code));
             // Reading the app on flushes tungstenite's reply to its close.
-            let client_done = close_client(&mut client_tx, &mut client_rx, frame);
-            let app_done = drain_until_end(&mut app_rx);
+            let client_done = close_client(client_tx, client_rx, frame);
+            let app_done = drain_until_end(app_rx);
             tokio::join!(client_done, app_done);
             Ending::AppClosed(code)
         }
         Stop::AppFailed(why) => {
             tracing::warn!(%why, "upstream app failed; closing the client with 1011");
             let frame = close_frame(CLOSE_INTERNAL_ERROR, "upstream app failed");
-            close_client(&mut client_tx, &mut client_rx, frame).await;
+            close_client(client_tx, client_rx, frame).await;
             Ending::AppFailed
         }
     }

@@ -54,7 +54,6 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let task = serve_connection(stream, peer, shared.clone());
-                eprintln!("TASKSIZE {}", std::mem::size_of_val(&task));
                 shared.drain.spawn(task);
             }
             Err(error) => {
@@ -111,7 +110,17 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
                 )
                 .await
             }
-            Some(base) => upstream(&mut ws, base, &id, upgrade, &registration, &shared).await,
+            Some(base) => {
+                Box::pin(upstream(
+                    &mut ws,
+                    base,
+                    &id,
+                    upgrade,
+                    &registration,
+                    &shared,
+                ))
+                .await
+            }
         };
         match ending {
             Ending::ClientRefused(CLOSE_TOO_BIG) => {
@@ -125,7 +134,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         tracing::debug!(?ending, "connection closed");
         drop(active);
         drop(registration);
-        linger(ws.get_mut()).await;
+        Box::pin(linger(ws.get_mut())).await;
     }
     .instrument(span)
     .await;

@@ -50,7 +50,8 @@ pub fn statefulset(wsc: &WebSocketCluster) -> StatefulSet {
 
 /// The user's template with our labels merged in and the sidecar appended.
 fn pod_template(wsc: &WebSocketCluster) -> PodTemplateSpec {
-    let user = wsc.spec.template.clone().unwrap_or_default();
+    // The reconciler validated the spec (template included) before building.
+    let user = wsc.spec.pod_template().ok().flatten().unwrap_or_default();
     let mut metadata = user.metadata.unwrap_or_default();
     let mut pod_labels = metadata.labels.take().unwrap_or_default();
     pod_labels.extend(labels(wsc, Component::Pod));
