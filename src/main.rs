@@ -18,7 +18,11 @@ mod logging;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wsring", version, about = "wsring: key-affine WebSocket routing")]
+#[command(
+    name = "wsring",
+    version,
+    about = "wsring: key-affine WebSocket routing"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -24,7 +24,11 @@ async fn routing_is_consistent_for_1000_keys() {
         assert_eq!(c.pod, ring.owner(&c.key).unwrap().name, "key {}", c.key);
         *per_pod.entry(c.pod.clone()).or_default() += 1;
     }
-    assert_eq!(per_pod.len(), 3, "every pod owns some of 1000 keys: {per_pod:?}");
+    assert_eq!(
+        per_pod.len(),
+        3,
+        "every pod owns some of 1000 keys: {per_pod:?}"
+    );
     for key in keys.iter().step_by(97) {
         let (status, body) = dev
             .admin(Method::GET, &format!("/ring/lookup?key={key}"), None)
@@ -78,7 +82,11 @@ async fn transition(clients: &mut [Client], old: &Ring, new: &Ring, dev: &Dev) -
         .map(|c| c.key.clone())
         .collect();
     for c in clients.iter() {
-        assert_eq!(c.pod, old.owner(&c.key).unwrap().name, "client was on its old owner");
+        assert_eq!(
+            c.pod,
+            old.owner(&c.key).unwrap().name,
+            "client was on its old owner"
+        );
     }
     let started = Instant::now();
     for c in clients.iter_mut().filter(|c| moved.contains(&c.key)) {
@@ -97,12 +105,22 @@ async fn transition(clients: &mut [Client], old: &Ring, new: &Ring, dev: &Dev) -
     );
     tokio::time::sleep(QUIET).await;
     for c in clients.iter_mut().filter(|c| !moved.contains(&c.key)) {
-        assert_eq!(c.pending_events(), vec![], "unmoved client {} untouched", c.key);
+        assert_eq!(
+            c.pending_events(),
+            vec![],
+            "unmoved client {} untouched",
+            c.key
+        );
         c.assert_echo("still here").await;
     }
     for c in clients.iter_mut().filter(|c| moved.contains(&c.key)) {
         let mut fresh = Client::connect(&dev.url(&c.key), &c.key).await;
-        assert_eq!(fresh.pod, new.owner(&c.key).unwrap().name, "{} on new owner", c.key);
+        assert_eq!(
+            fresh.pod,
+            new.owner(&c.key).unwrap().name,
+            "{} on new owner",
+            c.key
+        );
         fresh.assert_echo("moved").await;
         *c = fresh;
     }
@@ -170,7 +188,10 @@ async fn push_reaches_exactly_the_keys_clients() {
     assert_eq!(answer["delivered"], 2);
     assert_eq!(answer["pod"], ring.owner("alice").unwrap().name.as_str());
     for c in [&mut alice1, &mut alice2] {
-        assert_eq!(c.next_event(WAIT).await, Some(Event::Text("hi alice".into())));
+        assert_eq!(
+            c.next_event(WAIT).await,
+            Some(Event::Text("hi alice".into()))
+        );
     }
     tokio::time::sleep(QUIET).await;
     assert_eq!(bob.pending_events(), vec![], "bob got nothing");
@@ -183,7 +204,10 @@ async fn push_reaches_exactly_the_keys_clients() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(bob.next_event(WAIT).await, Some(Event::Binary(vec![0, 1, 2, 255])));
+    assert_eq!(
+        bob.next_event(WAIT).await,
+        Some(Event::Binary(vec![0, 1, 2, 255]))
+    );
 
     let (status, body) = dev
         .admin(
@@ -196,7 +220,10 @@ async fn push_reaches_exactly_the_keys_clients() {
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["delivered"], 3);
     for c in [&mut alice1, &mut alice2, &mut bob] {
-        assert_eq!(c.next_event(WAIT).await, Some(Event::Text("to everyone".into())));
+        assert_eq!(
+            c.next_event(WAIT).await,
+            Some(Event::Text("to everyone".into()))
+        );
     }
 
     // Without the token nothing is delivered.
@@ -227,13 +254,15 @@ async fn bad_upgrade_requests_get_clear_errors_before_the_upgrade() {
     ] {
         let (status, body) = dev.public_get(path).await;
         assert_eq!(status, 400, "{path}: {body}");
-        let json: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: JSON error, got {body}"));
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|_| panic!("{path}: JSON error, got {body}"));
         assert_eq!(json["error"], code, "{path}: {body}");
         assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     // A plain GET that is no upgrade at all.
-    let res = reqwest::get(format!("http://{}/?key=a", dev.public)).await.unwrap();
+    let res = reqwest::get(format!("http://{}/?key=a", dev.public))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 426);
     // Nothing was lost: a proper client still works.
     Client::connect(&dev.url("fine"), "fine")
@@ -249,7 +278,10 @@ async fn oversize_frame_closes_only_that_client_with_1009() {
     let mut big = Client::connect(&dev.url("big"), "big").await;
     let mut neighbour = Client::connect(&dev.url("big"), "big").await;
     big.send_binary(vec![7; 1024]).await.unwrap();
-    assert_eq!(big.next_event(WAIT).await, Some(Event::Binary(vec![7; 1024])));
+    assert_eq!(
+        big.next_event(WAIT).await,
+        Some(Event::Binary(vec![7; 1024]))
+    );
     big.send_binary(vec![7; 4096]).await.unwrap();
     assert_eq!(big.next_event(WAIT).await, Some(Event::Closed(Some(1009))));
     neighbour.assert_echo("unaffected").await;
@@ -297,7 +329,8 @@ async fn bad_ring_updates_are_refused_and_leave_the_ring_alone() {
         ("{not json".into(), 400),
         (r#"{"version":99}"#.into(), 400),
         (
-            serde_json::json!({"version": version + 1, "vnodes": 0, "members": members}).to_string(),
+            serde_json::json!({"version": version + 1, "vnodes": 0, "members": members})
+                .to_string(),
             400,
         ),
         (
@@ -307,13 +340,18 @@ async fn bad_ring_updates_are_refused_and_leave_the_ring_alone() {
             400,
         ),
         (
-            serde_json::json!({"version": version - 1, "vnodes": 16, "members": members}).to_string(),
+            serde_json::json!({"version": version - 1, "vnodes": 16, "members": members})
+                .to_string(),
             409,
         ),
     ];
     for (body, expected) in cases {
         let (status, answer) = dev
-            .admin(Method::PUT, "/ring", Some(("application/json", body.clone().into_bytes())))
+            .admin(
+                Method::PUT,
+                "/ring",
+                Some(("application/json", body.clone().into_bytes())),
+            )
             .await;
         assert_eq!(status, expected, "{body}: {answer}");
         assert!(answer.contains("error"), "{body}: {answer}");
@@ -336,7 +374,11 @@ async fn bad_ring_updates_are_refused_and_leave_the_ring_alone() {
     let dead = serde_json::json!({"version": version + 1, "vnodes": 16,
         "members": [{"name": "ghost-0", "addr": "127.0.0.1:1", "admin": "127.0.0.1:1"}]});
     let (status, answer) = dev
-        .admin(Method::PUT, "/ring", Some(("application/json", dead.to_string().into_bytes())))
+        .admin(
+            Method::PUT,
+            "/ring",
+            Some(("application/json", dead.to_string().into_bytes())),
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     let (status, body) = dev.public_get("/?key=anyone").await;

@@ -200,9 +200,12 @@ fn array(items: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A parsed command (its arguments) and how many bytes of the buffer it used.
+type Parsed = (Vec<Vec<u8>>, usize);
+
 /// Parse one command (RESP array of bulk strings, or an inline command) from
 /// the front of `buf`: `Ok(None)` when more bytes are needed.
-fn parse_command(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, String> {
+fn parse_command(buf: &[u8]) -> Result<Option<Parsed>, String> {
     let Some(line_end) = find_crlf(buf, 0) else {
         return Ok(None);
     };
@@ -263,7 +266,10 @@ mod tests {
     fn parses_arrays_and_waits_for_more_bytes() {
         let cmd = array(&[b"PUBLISH", b"ch", b"hello"]);
         let (args, used) = parse_command(&cmd).unwrap().unwrap();
-        assert_eq!(args, vec![b"PUBLISH".to_vec(), b"ch".to_vec(), b"hello".to_vec()]);
+        assert_eq!(
+            args,
+            vec![b"PUBLISH".to_vec(), b"ch".to_vec(), b"hello".to_vec()]
+        );
         assert_eq!(used, cmd.len());
         for cut in 0..cmd.len() {
             assert_eq!(parse_command(&cmd[..cut]).unwrap(), None, "cut at {cut}");

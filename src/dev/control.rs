@@ -41,7 +41,7 @@ struct StopQuery {
     mode: Option<String>,
 }
 
-fn authorized(control: &Control, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(control: &Control, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let expected = format!("Bearer {}", control.token);
     let given = headers
         .get(header::AUTHORIZATION)
@@ -57,7 +57,11 @@ fn authorized(control: &Control, headers: &HeaderMap) -> Result<(), Response> {
     if same {
         Ok(())
     } else {
-        Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required"))
+        Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )))
     }
 }
 
@@ -67,7 +71,10 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 
 fn with_cors(mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".parse().expect("static"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        "*".parse().expect("static"),
+    );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         "authorization, content-type".parse().expect("static"),
@@ -89,7 +96,7 @@ async fn preflight() -> Response {
 
 async fn list(State(control): State<Control>, headers: HeaderMap) -> Response {
     if let Err(res) = authorized(&control, &headers) {
-        return res;
+        return *res;
     }
     let (version, pods) = control.supervisor.pods().await;
     with_cors(Json(json!({"ringVersion": version, "pods": pods})).into_response())
@@ -97,11 +104,15 @@ async fn list(State(control): State<Control>, headers: HeaderMap) -> Response {
 
 async fn add(State(control): State<Control>, headers: HeaderMap) -> Response {
     if let Err(res) = authorized(&control, &headers) {
-        return res;
+        return *res;
     }
     match control.supervisor.add_pod().await {
         Ok(pod) => with_cors((StatusCode::CREATED, Json(pod)).into_response()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "add_failed", &format!("{e:#}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "add_failed",
+            &format!("{e:#}"),
+        ),
     }
 }
 
@@ -112,7 +123,7 @@ async fn stop(
     Query(query): Query<StopQuery>,
 ) -> Response {
     if let Err(res) = authorized(&control, &headers) {
-        return res;
+        return *res;
     }
     let mode = match query.mode.as_deref() {
         None | Some("graceful") => StopMode::Graceful,
@@ -130,6 +141,10 @@ async fn stop(
         Err(e) if e.to_string().starts_with("no pod named") => {
             error(StatusCode::NOT_FOUND, "no_such_pod", &e.to_string())
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "stop_failed", &format!("{e:#}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stop_failed",
+            &format!("{e:#}"),
+        ),
     }
 }

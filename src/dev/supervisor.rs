@@ -292,14 +292,20 @@ impl Supervisor {
             signal(pod.child.id(), Signal::SIGTERM);
         }
         for pod in state.pods.values_mut() {
-            if tokio::time::timeout(STOP_TIMEOUT, pod.child.wait()).await.is_err() {
+            if tokio::time::timeout(STOP_TIMEOUT, pod.child.wait())
+                .await
+                .is_err()
+            {
                 let _ = pod.child.kill().await;
             }
         }
         state.pods.clear();
         if let Some(mut router) = state.router.take() {
             signal(router.child.id(), Signal::SIGTERM);
-            if tokio::time::timeout(STOP_TIMEOUT, router.child.wait()).await.is_err() {
+            if tokio::time::timeout(STOP_TIMEOUT, router.child.wait())
+                .await
+                .is_err()
+            {
                 let _ = router.child.kill().await;
             }
         }
@@ -336,7 +342,11 @@ impl Supervisor {
                 .collect();
             let spec = RingSpec::new(state.version, self.launch.vnodes, None, members)?;
             state.unpublished = true;
-            let admin = state.router.as_ref().map(|r| r.admin).context("no router")?;
+            let admin = state
+                .router
+                .as_ref()
+                .map(|r| r.admin)
+                .context("no router")?;
             (spec, admin)
         };
         let url = format!("http://{admin}/ring");
@@ -370,8 +380,14 @@ impl Supervisor {
         let url = format!("http://{admin}/v1/connections");
         let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
         while tokio::time::Instant::now() < deadline {
-            let answer =
-                http::call(&self.http, Method::GET, &url, Some(&self.launch.token), None).await;
+            let answer = http::call(
+                &self.http,
+                Method::GET,
+                &url,
+                Some(&self.launch.token),
+                None,
+            )
+            .await;
             match answer {
                 Ok((status, body)) if status.is_success() => {
                     let open = serde_json::from_slice::<Vec<serde_json::Value>>(&body)

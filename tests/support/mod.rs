@@ -58,7 +58,10 @@ impl Dev {
             .args(["--redis", &redis.url()])
             .args(["--token", "test-token"])
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -313,7 +316,9 @@ pub async fn connect_all(dev: &Dev, keys: &[String]) -> Vec<Client> {
     let mut clients = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(100) {
         let batch = futures_util::future::join_all(
-            chunk.iter().map(|k| async move { Client::connect(&dev.url(k), k).await }),
+            chunk
+                .iter()
+                .map(|k| async move { Client::connect(&dev.url(k), k).await }),
         )
         .await;
         clients.extend(batch);

@@ -52,7 +52,9 @@ fn rebuild_ms(members: usize, vnodes: u32) -> f64 {
 fn max_over_mean(r: &Ring, keys: &[String]) -> f64 {
     let mut counts = std::collections::HashMap::new();
     for k in keys {
-        *counts.entry(&r.owner(k).expect("non-empty").name).or_insert(0usize) += 1;
+        *counts
+            .entry(&r.owner(k).expect("non-empty").name)
+            .or_insert(0usize) += 1;
     }
     let mean = keys.len() as f64 / r.members().len() as f64;
     *counts.values().max().expect("non-empty") as f64 / mean
@@ -83,10 +85,16 @@ fn main() {
             rebuild_ms(100, vnodes),
             max_over_mean(&ten, &keys),
             moved_fraction(10, vnodes, &keys),
-            if vnodes == DEFAULT_VNODES { "  <- default" } else { "" }
+            if vnodes == DEFAULT_VNODES {
+                "  <- default"
+            } else {
+                ""
+            }
         );
     }
-    println!("\nmoved fraction N→N+1 with default vnodes ({DEFAULT_VNODES}); target ≤ 1.1 × 1/(N+1):");
+    println!(
+        "\nmoved fraction N→N+1 with default vnodes ({DEFAULT_VNODES}); target ≤ 1.1 × 1/(N+1):"
+    );
     for n in [1, 2, 3, 5, 10, 20, 50] {
         let frac = moved_fraction(n, DEFAULT_VNODES, &keys);
         let ideal = 1.0 / (n + 1) as f64;

@@ -50,7 +50,10 @@ impl RedisServer {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         RedisServer { child, port }
