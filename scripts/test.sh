@@ -16,6 +16,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v unzip >/dev/null || missing+=(unzip)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -35,6 +36,12 @@ diff -u crds/websocketcluster.yaml target/websocketcluster.yaml
 
 step "cargo test (unit, property, API-server mock and end-to-end tests)"
 cargo test --workspace --locked
+
+step "JavaScript client against local mode (node --test)"
+(cd clients/js && npm ci --silent --no-audit --no-fund && WSRING_BIN="$PWD/../../target/debug/wsring" node --test test/)
+
+step "router dashboard in headless Chromium (playwright-core)"
+(cd tests/browser && npm ci --silent --no-audit --no-fund && WSRING_BIN="$PWD/../../target/debug/wsring" node --test)
 
 step "Autobahn conformance through the router (kosoku fuzzingclient)"
 bash scripts/conformance.sh
