@@ -1,8 +1,12 @@
 //! The admin listener: health, metrics, ring, connections and the push API.
 //!
-//! Reads are open (the admin port is cluster-internal and never behind the
-//! Ingress); everything that changes state or reaches clients (`PUT /ring`,
-//! push) needs `Authorization: Bearer <token>`, compared in constant time.
+//! Open without a token: the probes (`/healthz`, `/readyz`), Prometheus
+//! scraping (`/metrics`) and the dashboard (`GET /`, `GET /dashboard/state`:
+//! ring layout and per-pod counts, never a key). Everything else needs
+//! `Authorization: Bearer <token>`, compared in constant time: what changes
+//! state or reaches clients (`PUT /ring`, push) and what reveals routing keys
+//! or pod addresses (`GET /ring`, `GET /ring/lookup`, `GET /v1/connections`).
+//! The admin port is cluster-internal, but "internal" is not an access control.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -96,7 +100,7 @@ async fn metrics_text(State(state): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn get_ring(State(state): State<Arc<Shared>>) -> Result<Json<RingSpec>, Error> {
+async fn get_ring(_: Authorized, State(state): State<Arc<Shared>>) -> Result<Json<RingSpec>, Error> {
     state
         .ring
         .current()
@@ -115,6 +119,7 @@ async fn put_ring(
 
 /// `GET /ring/lookup?key=K`: the key is read exactly as the public listener reads a query key.
 async fn lookup(
+    _: Authorized,
     State(state): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
@@ -131,7 +136,7 @@ async fn lookup(
     })))
 }
 
-async fn connections(State(state): State<Arc<Shared>>) -> Json<Vec<ConnectionInfo>> {
+async fn connections(_: Authorized, State(state): State<Arc<Shared>>) -> Json<Vec<ConnectionInfo>> {
     Json(state.registry.snapshot())
 }
 
@@ -280,6 +285,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reads_revealing_keys_or_addresses_need_the_token() {
+        let s = state();
+        put_ring(&s, &ring_json(1, &["a"])).await;
+        let _route = s.route("user-1").unwrap();
+        for uri in ["/ring", "/ring/lookup?key=alice", "/v1/connections"] {
+            for token in [None, Some("wrong")] {
+                let (status, err) = call(&s, "GET", uri, token, "").await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} {token:?}");
+                assert_eq!(err["error"], "unauthorized", "{uri}");
+            }
+            let (status, _) = call(&s, "GET", uri, Some(TOKEN), "").await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+        }
+        for uri in ["/", "/dashboard/state", "/healthz", "/readyz", "/metrics"] {
+            let (status, _) = call(&s, "GET", uri, None, "").await;
+            assert_eq!(status, StatusCode::OK, "{uri} stays open");
+        }
+        let (_, view) = call(&s, "GET", "/dashboard/state", None, "").await;
+        assert!(
+            !view.to_string().contains("user-1"),
+            "the open dashboard state never shows keys: {view}"
+        );
+    }
+
+    #[tokio::test]
     async fn put_ring_follows_the_version_rules() {
         let s = state();
         let (status, answer) = put_ring(&s, &ring_json(5, &["a", "b"])).await;
@@ -311,7 +341,7 @@ mod tests {
             assert_eq!(err["error"], "invalid_ring");
         }
 
-        let (status, ring) = call(&s, "GET", "/ring", None, "").await;
+        let (status, ring) = call(&s, "GET", "/ring", Some(TOKEN), "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(ring["version"], 5, "refused rings left the ring unchanged");
         assert_eq!(ring["members"].as_array().unwrap().len(), 2);
@@ -329,7 +359,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let (status, _) = call(&s, "GET", "/readyz", None, "").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        let (status, err) = call(&s, "GET", "/ring/lookup?key=alice", None, "").await;
+        let (status, err) = call(&s, "GET", "/ring/lookup?key=alice", Some(TOKEN), "").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err["error"], "ring_empty");
 
@@ -346,14 +376,14 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
 
         let ring = s.ring.current().unwrap();
-        let (status, found) = call(&s, "GET", "/ring/lookup?key=al%20ice", None, "").await;
+        let (status, found) = call(&s, "GET", "/ring/lookup?key=al%20ice", Some(TOKEN), "").await;
         assert_eq!(status, StatusCode::OK);
         let owner = ring.owner("al ice").unwrap();
         assert_eq!(
             found,
             json!({"key": "al ice", "owner": owner.name, "addr": owner.addr, "version": 2})
         );
-        let (status, err) = call(&s, "GET", "/ring/lookup", None, "").await;
+        let (status, err) = call(&s, "GET", "/ring/lookup", Some(TOKEN), "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(err["error"], "missing_key");
     }
@@ -363,7 +393,7 @@ mod tests {
         let s = state();
         put_ring(&s, &ring_json(1, &["a"])).await;
         let route = s.route("user-1").unwrap();
-        let (status, list) = call(&s, "GET", "/v1/connections", None, "").await;
+        let (status, list) = call(&s, "GET", "/v1/connections", Some(TOKEN), "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(list[0]["id"], route.registration.id());
         assert_eq!(list[0]["key"], "user-1");
@@ -378,7 +408,7 @@ mod tests {
         );
         assert!(text.contains("wsring_router_ring_members 1"), "{text}");
         drop(route);
-        let (_, list) = call(&s, "GET", "/v1/connections", None, "").await;
+        let (_, list) = call(&s, "GET", "/v1/connections", Some(TOKEN), "").await;
         assert_eq!(list, json!([]));
     }
 

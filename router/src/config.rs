@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::origin::OriginPolicy;
 use crate::Error;
 
 /// Where the routing key is read from in the upgrade request.
@@ -63,7 +64,23 @@ pub struct Config {
     #[arg(long, env = "WSRING_MAX_KEY_BYTES", default_value_t = wsring_core::protocol::DEFAULT_MAX_KEY_BYTES)]
     pub max_key_bytes: usize,
 
-    /// Bearer token for `PUT /ring` and the push API.
+    /// Browser origins allowed to open WebSockets (comma-separated
+    /// `scheme://host[:port]`, `scheme://*.domain[:port]` for subdomains);
+    /// empty = every origin. Others get 403 `origin_not_allowed` (see `origin`).
+    #[arg(
+        long,
+        env = "WSRING_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// With `--allowed-origins`: also refuse upgrades that carry no `Origin`
+    /// header (non-browser clients); by default they are let through.
+    #[arg(long, env = "WSRING_REQUIRE_ORIGIN")]
+    pub require_origin: bool,
+
+    /// Bearer token for the admin API (ring, lookup, connections, push).
     #[arg(long, env = "WSRING_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
@@ -110,6 +127,8 @@ impl Config {
             key_source: KeySource::Query,
             key_name: "key".into(),
             max_key_bytes: wsring_core::protocol::DEFAULT_MAX_KEY_BYTES,
+            allowed_origins: Vec::new(),
+            require_origin: false,
             token: Some(token.into()),
             token_file: None,
             ring_file: None,
@@ -164,7 +183,12 @@ impl Config {
                 "--handshake-timeout-ms must be at least 1".into(),
             ));
         }
-        Ok(Resolved { token, router_id })
+        let origins = OriginPolicy::new(&self.allowed_origins, self.require_origin)?;
+        Ok(Resolved {
+            token,
+            router_id,
+            origins,
+        })
     }
 
     /// `--reset-timeout-ms` as a duration.
@@ -190,6 +214,8 @@ pub(crate) struct Resolved {
     pub token: String,
     /// The router id (flag or hostname).
     pub router_id: String,
+    /// The parsed `--allowed-origins` / `--require-origin`.
+    pub origins: OriginPolicy,
 }
 
 #[cfg(test)]
@@ -229,6 +255,36 @@ mod tests {
         std::fs::write(&path, "s3cret\n").unwrap();
         c.token_file = Some(path);
         assert_eq!(c.resolve().unwrap().token, "s3cret");
+    }
+
+    #[test]
+    fn allowed_origins_are_a_comma_separated_list() {
+        let cli = Cli::try_parse_from([
+            "wsring-router",
+            "--token",
+            "t",
+            "--allowed-origins",
+            "https://chat.example.com,https://*.example.com",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.config.allowed_origins,
+            ["https://chat.example.com", "https://*.example.com"]
+        );
+        assert!(!cli.config.require_origin);
+        let resolved = cli.config.resolve().unwrap();
+        assert!(!resolved.origins.allows_all());
+
+        let defaults = Cli::try_parse_from(["wsring-router", "--token", "t"]).unwrap();
+        assert!(defaults.config.allowed_origins.is_empty());
+        assert!(defaults.config.resolve().unwrap().origins.allows_all());
+
+        let mut bad = Config::for_tests("t");
+        bad.allowed_origins = vec!["chat.example.com".into()];
+        assert!(matches!(bad.resolve(), Err(Error::Config(_))));
+        bad.allowed_origins = Vec::new();
+        bad.require_origin = true;
+        assert!(matches!(bad.resolve(), Err(Error::Config(_))));
     }
 
     #[test]

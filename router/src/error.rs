@@ -120,6 +120,11 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The upgrade request's `Origin` is not on `--allowed-origins` (or is
+    /// missing under `--require-origin`): refused before anything reaches a pod.
+    #[error("{0}")]
+    OriginNotAllowed(String),
+
     /// Admin request without the right bearer token.
     #[error("missing or wrong bearer token")]
     Unauthorized,
@@ -155,6 +160,7 @@ impl Error {
             Error::PodRejected { .. } => "pod_rejected",
             Error::InvalidRing(_) => "invalid_ring",
             Error::RingConflict { .. } => "ring_conflict",
+            Error::OriginNotAllowed(_) => "origin_not_allowed",
             Error::Unauthorized => "unauthorized",
             Error::Unavailable(_) => "unavailable",
             Error::BadRequest(_) => "bad_request",
@@ -176,6 +182,7 @@ impl Error {
             Error::PodRejected { status, .. } => *status,
             Error::RingConflict { .. } => StatusCode::CONFLICT,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Error::Config(_) | Error::Io { .. } | Error::Redis(_) | Error::Kube(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

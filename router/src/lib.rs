@@ -15,6 +15,7 @@
 //! - [`config`]: flags and environment variables ([`Config`]).
 //! - [`error`]: the crate's [`Error`] and its JSON/status form.
 //! - [`key`]: routing key extraction (query, header, path, cookie) and validation.
+//! - [`origin`]: the `Origin` allow-list checked before the upgrade.
 //! - [`ring_state`]: the current ring and the version rules for replacing it.
 //! - [`state`]: shared state; routing and ring application, atomic w.r.t. each other.
 //! - [`registry`]: live tunnels, moved-connection detection, forced close.
@@ -43,6 +44,7 @@ pub mod dashboard;
 pub mod error;
 pub mod key;
 pub mod metrics;
+pub mod origin;
 pub mod public;
 pub mod push;
 pub mod registry;

@@ -3,7 +3,8 @@
 //! Each accepted connection is served by hyper's HTTP/1 server for exactly
 //! one request (refusals carry `Connection: close`; after a 101 it is no longer HTTP),
 //! with a bounded header size and a handshake deadline. Refusals are JSON
-//! (`{"error", "message"}`) and happen before anything reaches a pod. On a
+//! (`{"error", "message"}`) and happen before anything reaches a pod: not an
+//! upgrade (426), origin not allowed (403, [`crate::origin`]), bad key (400). On a
 //! 101 from the pod, both raw TCP streams are taken back from hyper and
 //! handed to [`crate::tunnel::splice`] in a task of their own; the hyper
 //! connection task ends there, so an open tunnel keeps no HTTP state.
@@ -126,6 +127,7 @@ async fn proxy(
     if !upstream::is_upgrade_request(request.method(), request.version(), request.headers()) {
         return Err(Error::NotUpgrade);
     }
+    shared.origins.check(request.headers())?;
     let key = shared.keys.extract(request.uri(), request.headers())?;
     let Route {
         member,

@@ -13,6 +13,7 @@ use crate::bus::Publisher;
 use crate::config::{Config, Resolved};
 use crate::key::KeyExtractor;
 use crate::metrics::Metrics;
+use crate::origin::OriginPolicy;
 use crate::push::PushClient;
 use crate::registry::{Registration, Registry};
 use crate::resets::Resets;
@@ -28,6 +29,8 @@ pub struct Shared {
     pub token: String,
     /// Where routing keys come from.
     pub keys: KeyExtractor,
+    /// Which browser origins may open connections (`--allowed-origins`).
+    pub origins: OriginPolicy,
     /// The ring in use.
     pub ring: RingState,
     /// Serialises ring updates: version check, swap and moved-connection scan.
@@ -106,6 +109,7 @@ impl Shared {
             router_id: resolved.router_id,
             token: resolved.token,
             keys: KeyExtractor::new(config.key_source, &config.key_name, config.max_key_bytes),
+            origins: resolved.origins,
             ring: RingState::default(),
             apply_lock: Mutex::new(()),
             registry,
