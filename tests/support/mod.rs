@@ -217,16 +217,24 @@ pub struct Client {
 impl Client {
     /// Connect to `url` (must answer 101 with `x-wsring-pod`).
     pub async fn connect(url: &str, key: &str) -> Client {
+        Self::try_connect(url, key)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+    }
+
+    /// Like [`Client::connect`], but a refused or failed upgrade is an error,
+    /// not a panic (for reconnect loops while the data plane recovers).
+    pub async fn try_connect(url: &str, key: &str) -> Result<Client, String> {
         let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
             .await
-            .unwrap_or_else(|_| panic!("connect {url} timed out"))
-            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+            .map_err(|_| format!("connect {url} timed out"))?
+            .map_err(|e| e.to_string())?;
         let pod = response
             .headers()
             .get("x-wsring-pod")
-            .expect("x-wsring-pod header")
+            .ok_or("no x-wsring-pod header")?
             .to_str()
-            .expect("ascii pod name")
+            .map_err(|e| e.to_string())?
             .to_string();
         let (sink, mut stream) = ws.split();
         let (tx, events) = mpsc::unbounded_channel();
@@ -247,12 +255,12 @@ impl Client {
                 }
             }
         });
-        Client {
+        Ok(Client {
             key: key.to_string(),
             pod,
             sink,
             events,
-        }
+        })
     }
 
     /// Send a text frame.
@@ -329,4 +337,151 @@ pub async fn connect_all(dev: &Dev, keys: &[String]) -> Vec<Client> {
 /// `user-0 … user-{n-1}`.
 pub fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user-{i}")).collect()
+}
+
+/// A pod as the launcher's `GET /pods` lists it.
+#[derive(Debug, Clone)]
+pub struct PodProc {
+    /// Ring member name.
+    pub name: String,
+    /// Process id (to kill it from outside the control API).
+    pub pid: u32,
+    /// Admin base URL (`/v1/connections`, `/metrics`).
+    pub admin: String,
+}
+
+impl Dev {
+    /// The pods the launcher runs, from its control API.
+    pub async fn pods(&self) -> Vec<PodProc> {
+        let (status, body) = self.control(reqwest::Method::GET, "/pods").await;
+        assert_eq!(status, 200, "{body}");
+        body["pods"]
+            .as_array()
+            .expect("pods array")
+            .iter()
+            .map(|p| PodProc {
+                name: p["name"].as_str().expect("name").to_string(),
+                pid: p["pid"].as_u64().expect("pid") as u32,
+                admin: format!("http://{}", p["admin"].as_str().expect("admin")),
+            })
+            .collect()
+    }
+
+    /// Pid of the router process: the launcher's child run as `wsring router`.
+    pub fn router_pid(&self) -> Option<u32> {
+        let launcher = self.child.id()?;
+        children_of(launcher).into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .ok()
+                .and_then(|c| c.split(|b| *b == 0).nth(1).map(|a| a == b"router"))
+                .unwrap_or(false)
+        })
+    }
+
+    /// The router's ring, or `None` while it has none (e.g. just restarted).
+    pub async fn try_ring(&self) -> Option<Ring> {
+        let res = self
+            .http
+            .get(format!("{}/ring", self.admin))
+            .send()
+            .await
+            .ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        let body = res.bytes().await.ok()?;
+        Ring::build(RingSpec::parse(&body).ok()?).ok()
+    }
+
+    /// `GET /v1/connections` on any admin base URL (router or pod).
+    pub async fn connections_at(&self, admin: &str) -> Vec<Value> {
+        self.http
+            .get(format!("{admin}/v1/connections"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET /v1/connections")
+            .json()
+            .await
+            .expect("connections json")
+    }
+
+    /// The value of an unlabelled router metric (e.g. `wsring_router_connections_reset_total`).
+    pub async fn router_metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (n, v) = l.split_once(' ')?;
+                (n == name).then(|| v.trim().parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Subscribers of a pod's reset channel (`PUBSUB NUMSUB`: sends nothing to the pod).
+    pub async fn reset_subscribers(&self, pod: &str) -> Option<u64> {
+        let client = redis::Client::open(self.redis.url()).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let channel = wsring_core::protocol::pod_channel("dev", pod);
+        let answer: (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        Some(answer.1)
+    }
+
+    /// Reconnect `key` until the router accepts it (the data plane may be
+    /// recovering: no ring yet, owner just died); panics after [`WAIT`].
+    pub async fn reconnect(&self, key: &str) -> Client {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match Client::try_connect(&self.url(key), key).await {
+                Ok(c) => return c,
+                Err(e) => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{key} could not reconnect: {e}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// SIGKILL a process, from outside (like the OOM killer or a node failure).
+pub fn sigkill(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+}
+
+/// Direct children of `pid`, from `/proc/*/stat`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // Fields after the command name (in parentheses, may contain spaces).
+                    let rest = &s[s.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }

@@ -4,6 +4,10 @@
 //! [`admin_app`] builds the whole HTTP surface from an [`AdminState`], so the
 //! handlers are tested with `tower::ServiceExt::oneshot` and no socket. Refusals
 //! are JSON `{"error": "<code>", "message": "..."}`, like the router's.
+//!
+//! Only the probes (`/healthz`, `/readyz`) and `/metrics` are open; the
+//! connection list (it reveals routing keys) and the push API need
+//! `Authorization: Bearer <token>`, checked before any body is read.
 
 use std::sync::Arc;
 
@@ -57,7 +61,8 @@ impl AdminState {
 
 /// The admin HTTP service.
 pub fn admin_app(state: AdminState) -> Router {
-    let push_api = Router::new()
+    let protected = Router::new()
+        .route("/v1/connections", get(connections))
         .route("/v1/keys/{key}/messages", post(push_to_key))
         .route("/v1/broadcast", post(broadcast))
         // Authentication runs before the body is read, so a stranger cannot make us buffer it.
@@ -67,8 +72,7 @@ pub fn admin_app(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/connections", get(connections))
-        .merge(push_api)
+        .merge(protected)
         .with_state(state)
 }
 
@@ -128,8 +132,9 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(given) if bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) => {
             next.run(request).await
@@ -201,6 +206,13 @@ mod tests {
 
     fn get(uri: &str) -> axum::http::Request<Body> {
         axum::http::Request::get(uri).body(Body::empty()).unwrap()
+    }
+
+    fn get_with_token(uri: &str, token: &str) -> axum::http::Request<Body> {
+        axum::http::Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
     }
 
     fn next_push(registration: &Registration) -> Option<Message> {
@@ -367,8 +379,22 @@ mod tests {
     async fn connections_and_metrics_are_listed() {
         let state = state();
         let _conn = state.registry.register("r-1", "k");
-        let (status, body) = call(&state, get("/v1/connections")).await;
+        for request in [get("/v1/connections"), get_with_token("/v1/connections", "nope")] {
+            let (status, body) = call(&state, request).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            assert!(!body.contains("\"k\""), "no key without the token: {body}");
+        }
+        let (status, body) = call(&state, get_with_token("/v1/connections", TOKEN)).await;
         assert_eq!(status, StatusCode::OK);
+        let lower = axum::http::Request::get("/v1/connections")
+            .header(header::AUTHORIZATION, format!("bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            call(&state, lower).await.0,
+            StatusCode::OK,
+            "the auth scheme is case-insensitive"
+        );
         let list: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(list[0]["id"], "r-1");
         assert_eq!(list[0]["key"], "k");

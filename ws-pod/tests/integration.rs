@@ -32,7 +32,13 @@ async fn echo_returns_text_and_binary_unchanged() {
     let binary = (0..=255u8).collect::<Vec<_>>();
     ws.send(Message::binary(binary.clone())).await.unwrap();
     assert_eq!(recv(&mut ws).await, Message::binary(binary));
-    let (_, list) = pod.admin("GET", "/v1/connections", &[], b"").await;
+    let (status, _) = pod.admin("GET", "/v1/connections", &[], b"").await;
+    assert_eq!(status, 401, "the connection list reveals keys: token required");
+    let auth = format!("Bearer {TOKEN}");
+    let (status, list) = pod
+        .admin("GET", "/v1/connections", &[("authorization", &auth)], b"")
+        .await;
+    assert_eq!(status, 200, "{list}");
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(
         (list[0]["id"].as_str(), list[0]["key"].as_str()),

@@ -77,7 +77,13 @@ impl TestRouter {
         .await
     }
 
+    /// An admin `GET` with the bearer token (most reads need it).
     pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
+        http_call(self.admin, "GET", path, Some(TOKEN), None, Bytes::new()).await
+    }
+
+    /// An admin `GET` without a token, like a probe or Prometheus.
+    pub async fn get_anonymous(&self, path: &str) -> (StatusCode, serde_json::Value) {
         http_call(self.admin, "GET", path, None, None, Bytes::new()).await
     }
 
