@@ -6,14 +6,17 @@
 //!   exactly the code of the `wsring-router` and `ws-pod` images (local mode
 //!   runs its children through these).
 //! - `wsring bench …`: throughput/latency and idle-memory benchmarks ([`bench`]).
+//! - `wsring soak`: many connections through one router while pods come and
+//!   go; checks that exactly the moved connections are reset ([`soak`]).
 //!
-//! Layout: `dev/` (local mode), `bench/` (load client and reports), `http.rs`
-//! (small admin HTTP client), `logging.rs` (tracing set-up).
+//! Layout: `dev/` (local mode), `bench/` (load client and reports), `soak/`
+//! (soak test), `http.rs` (small admin HTTP client), `logging.rs` (tracing set-up).
 
 mod bench;
 mod dev;
 mod http;
 mod logging;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +41,8 @@ enum Command {
     Pod(ws_pod::Config),
     /// Benchmarks: router vs. direct vs. nginx, idle memory per connection.
     Bench(bench::BenchArgs),
+    /// Soak: N connections through one router while pods come and go; checks resets.
+    Soak(soak::SoakArgs),
 }
 
 #[tokio::main]
@@ -50,5 +55,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Pod(config) => Ok(ws_pod::run(config, dev::shutdown_or_orphaned()).await?),
         Command::Bench(args) => bench::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
     }
 }

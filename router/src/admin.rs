@@ -100,7 +100,10 @@ async fn metrics_text(State(state): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn get_ring(_: Authorized, State(state): State<Arc<Shared>>) -> Result<Json<RingSpec>, Error> {
+async fn get_ring(
+    _: Authorized,
+    State(state): State<Arc<Shared>>,
+) -> Result<Json<RingSpec>, Error> {
     state
         .ring
         .current()

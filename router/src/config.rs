@@ -52,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "WSRING_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
 
+    /// PEM file of the CA(s) that signed a `rediss://` server's certificate
+    /// (in-cluster Redis with a private CA); when set, only these are trusted.
+    #[arg(long, env = "WSRING_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
     /// Where the routing key comes from.
     #[arg(long, env = "WSRING_KEY_SOURCE", value_enum, default_value = "query")]
     pub key_source: KeySource,
@@ -77,7 +82,7 @@ pub struct Config {
 
     /// With `--allowed-origins`: also refuse upgrades that carry no `Origin`
     /// header (non-browser clients); by default they are let through.
-    #[arg(long, env = "WSRING_REQUIRE_ORIGIN")]
+    #[arg(long, env = "WSRING_REQUIRE_ORIGIN", value_parser = clap::builder::BoolishValueParser::new())]
     pub require_origin: bool,
 
     /// Bearer token for the admin API (ring, lookup, connections, push).
@@ -124,6 +129,7 @@ impl Config {
             cluster: "wsring".into(),
             redis_url: None,
             redis_password: None,
+            redis_ca_file: None,
             key_source: KeySource::Query,
             key_name: "key".into(),
             max_key_bytes: wsring_core::protocol::DEFAULT_MAX_KEY_BYTES,
@@ -184,10 +190,20 @@ impl Config {
             ));
         }
         let origins = OriginPolicy::new(&self.allowed_origins, self.require_origin)?;
+        let redis_ca = match &self.redis_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                Error::Config(format!(
+                    "cannot read --redis-ca-file {}: {e}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
         Ok(Resolved {
             token,
             router_id,
             origins,
+            redis_ca,
         })
     }
 
@@ -216,6 +232,8 @@ pub(crate) struct Resolved {
     pub router_id: String,
     /// The parsed `--allowed-origins` / `--require-origin`.
     pub origins: OriginPolicy,
+    /// Content of `--redis-ca-file` (PEM), if given.
+    pub redis_ca: Option<Vec<u8>>,
 }
 
 #[cfg(test)]

@@ -136,7 +136,11 @@ impl Router {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let resolved = config.resolve()?;
         let publisher = match &config.redis_url {
-            Some(url) => Some(Publisher::new(url, config.redis_password.as_deref())?),
+            Some(url) => Some(Publisher::new(
+                url,
+                config.redis_password.as_deref(),
+                resolved.redis_ca.as_deref(),
+            )?),
             None => {
                 tracing::warn!("no --redis-url: moved connections are closed by the router at the reset timeout");
                 None

@@ -131,7 +131,9 @@ impl Pattern {
             ))
         };
         if entry == "*" {
-            return Err(bad("is a bare wildcard (leave the list empty to allow every origin)"));
+            return Err(bad(
+                "is a bare wildcard (leave the list empty to allow every origin)",
+            ));
         }
         if entry.eq_ignore_ascii_case("null") {
             return Err(bad("is the opaque `null` origin, which is never allowed"));
@@ -175,7 +177,10 @@ impl Origin {
     /// `scheme://host[:port]` (RFC 6454 serialisation), lower-cased, default port explicit.
     fn parse(text: &str) -> Option<Origin> {
         let (scheme, authority) = text.split_once("://")?;
-        let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        let scheme_ok = scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
             && scheme
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
@@ -223,7 +228,12 @@ fn split_port(authority: &str) -> Option<(&str, Option<u16>)> {
 /// patterns, checked later), or a bracketed IPv6 address.
 fn valid_host(host: &str) -> bool {
     match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.')),
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
+        }
         None => {
             !host.is_empty()
                 && host
@@ -270,7 +280,10 @@ mod tests {
         assert!(allowed(&p, "null"));
         assert!(p.check(&HeaderMap::new()).is_ok());
         let blank = OriginPolicy::new(&["", "  "], false).unwrap();
-        assert!(blank.allows_all(), "blank entries (trailing commas) are skipped");
+        assert!(
+            blank.allows_all(),
+            "blank entries (trailing commas) are skipped"
+        );
     }
 
     #[test]
@@ -281,14 +294,23 @@ mod tests {
         assert!(allowed(&p, "https://chat.example.com:443"), "default port");
         assert!(allowed(&p, "http://localhost:3000"));
         assert!(!allowed(&p, "http://chat.example.com"), "scheme matters");
-        assert!(!allowed(&p, "https://chat.example.com:8443"), "port matters");
+        assert!(
+            !allowed(&p, "https://chat.example.com:8443"),
+            "port matters"
+        );
         assert!(!allowed(&p, "http://localhost:3001"));
         assert!(!allowed(&p, "http://localhost"));
-        assert!(!allowed(&p, "https://a.chat.example.com"), "no implicit subdomains");
+        assert!(
+            !allowed(&p, "https://a.chat.example.com"),
+            "no implicit subdomains"
+        );
         assert!(!allowed(&p, "https://chat.example.com.evil.net"));
         assert!(!allowed(&p, "https://evilchat.example.com"));
         assert!(!allowed(&p, "null"));
-        assert!(!allowed(&p, "https://chat.example.com/"), "origins have no path");
+        assert!(
+            !allowed(&p, "https://chat.example.com/"),
+            "origins have no path"
+        );
         assert!(!allowed(&p, "https://user@chat.example.com"));
         assert!(!allowed(&p, "chat.example.com"));
         assert!(!allowed(&p, ""));
@@ -336,7 +358,10 @@ mod tests {
         let two = headers(&["https://chat.example.com", "https://chat.example.com"]);
         assert_eq!(p.check(&two).unwrap_err().code(), "origin_not_allowed");
         let mut binary = HeaderMap::new();
-        binary.insert(ORIGIN, HeaderValue::from_bytes(b"https://\xffchat").unwrap());
+        binary.insert(
+            ORIGIN,
+            HeaderValue::from_bytes(b"https://\xffchat").unwrap(),
+        );
         let err = p.check(&binary).unwrap_err();
         assert_eq!(err.status(), http::StatusCode::FORBIDDEN);
     }

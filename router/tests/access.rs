@@ -6,11 +6,11 @@ mod support;
 
 use std::sync::atomic::Ordering;
 
+use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use support::*;
 
@@ -46,9 +46,12 @@ async fn router_with_origins(origins: &[&str], require: bool, pod: &FakePod) -> 
 #[tokio::test]
 async fn origins_off_the_list_are_refused_before_the_upgrade() {
     let pod = FakePod::start("pod-a", PodMode::Echo).await;
-    let router =
-        router_with_origins(&["https://chat.example.com", "https://*.example.org"], false, &pod)
-            .await;
+    let router = router_with_origins(
+        &["https://chat.example.com", "https://*.example.org"],
+        false,
+        &pod,
+    )
+    .await;
 
     for origin in [
         "https://evil.example",
@@ -57,12 +60,21 @@ async fn origins_off_the_list_are_refused_before_the_upgrade() {
         "https://example.org",
         "null",
     ] {
-        let answer = raw_exchange(router.public, upgrade(&format!("origin: {origin}\r\n")).as_bytes()).await;
+        let answer = raw_exchange(
+            router.public,
+            upgrade(&format!("origin: {origin}\r\n")).as_bytes(),
+        )
+        .await;
         let (status, body) = parse_answer(&answer);
         assert_eq!(status, 403, "{origin}: {answer}");
         assert_eq!(body["error"], "origin_not_allowed", "{origin}");
-        assert!(body["message"].as_str().unwrap().contains("not allowed"), "{body}");
-        assert!(answer.to_ascii_lowercase().contains("content-type: application/json"));
+        assert!(
+            body["message"].as_str().unwrap().contains("not allowed"),
+            "{body}"
+        );
+        assert!(answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"));
     }
     let twice = upgrade("origin: https://chat.example.com\r\norigin: https://evil.example\r\n");
     let (status, _) = parse_answer(&raw_exchange(router.public, twice.as_bytes()).await);
@@ -79,10 +91,16 @@ async fn origins_off_the_list_are_refused_before_the_upgrade() {
     );
 
     // Allowed origins (exact and wildcard) and non-browser clients get through.
-    for origin in [Some("https://chat.example.com"), Some("https://a.b.example.org"), None] {
+    for origin in [
+        Some("https://chat.example.com"),
+        Some("https://a.b.example.org"),
+        None,
+    ] {
         let mut request = router.ws_url("/?key=k").into_client_request().unwrap();
         if let Some(origin) = origin {
-            request.headers_mut().insert("origin", origin.parse().unwrap());
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
         }
         let (mut ws, response) = tokio_tungstenite::connect_async(request)
             .await
@@ -98,7 +116,10 @@ async fn require_origin_refuses_requests_without_one() {
     let pod = FakePod::start("pod-a", PodMode::Echo).await;
     let router = router_with_origins(&["https://chat.example.com"], true, &pod).await;
     let (status, body) = parse_answer(&raw_exchange(router.public, upgrade("").as_bytes()).await);
-    assert_eq!((status, body["error"].as_str()), (403, Some("origin_not_allowed")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
     let allowed = upgrade("origin: https://chat.example.com\r\n");
     let answer = answer_head(router.public, &allowed).await;
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
@@ -109,7 +130,11 @@ async fn require_origin_refuses_requests_without_one() {
 async fn no_list_allows_every_origin() {
     let pod = FakePod::start("pod-a", PodMode::Echo).await;
     let router = router_with_origins(&[], false, &pod).await;
-    let answer = answer_head(router.public, &upgrade("origin: https://anything.example\r\n")).await;
+    let answer = answer_head(
+        router.public,
+        &upgrade("origin: https://anything.example\r\n"),
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
 }
 

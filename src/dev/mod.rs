@@ -99,7 +99,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
     println!("WSRING_DEV_READY {ready}");
     eprintln!(
-        "\nwsring dev is up: {} pods, bus: {bus_kind}\n  connect:   websocat 'ws://{}/?key=alice'\n  ring:      curl http://{}/ring\n  dashboard: http://{}/#token={token}\n  add pod:   curl -X POST -H 'authorization: Bearer {token}' http://{}/pods\n  stop pod:  curl -X DELETE -H 'authorization: Bearer {token}' 'http://{}/pods/pod-0?mode=graceful|crash'\n",
+        "\nwsring dev is up: {} pods, bus: {bus_kind}\n  connect:   websocat 'ws://{}/?key=alice'\n  ring:      curl -H 'authorization: Bearer {token}' http://{}/ring\n  dashboard: http://{}/#token={token}\n  add pod:   curl -X POST -H 'authorization: Bearer {token}' http://{}/pods\n  stop pod:  curl -X DELETE -H 'authorization: Bearer {token}' 'http://{}/pods/pod-0?mode=graceful|crash'\n",
         args.pods, args.listen, args.admin_listen, args.admin_listen, args.control_listen, args.control_listen
     );
     let watch = tokio::spawn(supervisor.clone().watch_children());

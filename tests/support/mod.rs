@@ -96,11 +96,12 @@ impl Dev {
         format!("ws://{}/?key={key}", self.public)
     }
 
-    /// The router's current ring.
+    /// The router's current ring (`GET /ring` needs the token).
     pub async fn ring(&self) -> Ring {
         let body = self
             .http
             .get(format!("{}/ring", self.admin))
+            .bearer_auth(&self.token)
             .send()
             .await
             .expect("GET /ring")
@@ -383,6 +384,7 @@ impl Dev {
         let res = self
             .http
             .get(format!("{}/ring", self.admin))
+            .bearer_auth(&self.token)
             .send()
             .await
             .ok()?;

@@ -379,7 +379,10 @@ mod tests {
     async fn connections_and_metrics_are_listed() {
         let state = state();
         let _conn = state.registry.register("r-1", "k");
-        for request in [get("/v1/connections"), get_with_token("/v1/connections", "nope")] {
+        for request in [
+            get("/v1/connections"),
+            get_with_token("/v1/connections", "nope"),
+        ] {
             let (status, body) = call(&state, request).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
             assert!(!body.contains("\"k\""), "no key without the token: {body}");

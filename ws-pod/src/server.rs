@@ -76,15 +76,12 @@ impl Server {
                 settings.pod_name
             ))
         })?;
-        let redis = match &settings.redis {
-            Some(info) => {
-                // rustls needs a process-wide crypto provider for rediss://; keep one that
-                // the embedding program may have installed already.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                Some(redis::Client::open(info.clone()).map_err(Error::RedisUrl)?)
-            }
-            None => None,
-        };
+        if settings.redis.is_some() {
+            // rustls needs a process-wide crypto provider for rediss://; keep one that
+            // the embedding program may have installed already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let redis = settings.redis.clone();
         let ws_listener = bind("websocket", config.listen).await?;
         let admin_listener = bind("admin", config.admin_listen).await?;
         let local = |l: &TcpListener, what, addr| {

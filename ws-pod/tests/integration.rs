@@ -33,7 +33,10 @@ async fn echo_returns_text_and_binary_unchanged() {
     ws.send(Message::binary(binary.clone())).await.unwrap();
     assert_eq!(recv(&mut ws).await, Message::binary(binary));
     let (status, _) = pod.admin("GET", "/v1/connections", &[], b"").await;
-    assert_eq!(status, 401, "the connection list reveals keys: token required");
+    assert_eq!(
+        status, 401,
+        "the connection list reveals keys: token required"
+    );
     let auth = format!("Bearer {TOKEN}");
     let (status, list) = pod
         .admin("GET", "/v1/connections", &[("authorization", &auth)], b"")

@@ -1,0 +1,367 @@
+//! `wsring soak`: many long-lived connections through one router while the
+//! ring keeps changing, checking that exactly the moved connections are reset.
+//!
+//! A private redis-server and a real `wsring dev` child ([`plane`]) run the
+//! data plane; [`fleet`] opens N client connections (distinct keys, reconnect
+//! at once on 4001, echo traffic); every `--interval-secs` a scale event
+//! ([`events`]) adds a pod or stops the newest one (gracefully, or with
+//! `--crash` sometimes by SIGKILL). For each event the resets NEEDED (clients
+//! whose owner changed between the router's rings before and after) are
+//! compared with the resets the router SENT (its `connections_reset`
+//! counter) and with the 4001 closes the clients saw. [`report`] prints the
+//! table (or `--json`) and the verdict; the exit code is non-zero when a
+//! check failed.
+
+pub mod events;
+pub mod fleet;
+pub mod plane;
+pub mod report;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::time::Instant;
+use wsring_core::Ring;
+
+use crate::bench::idle::{fit_nofile, raise_nofile};
+use events::Kind;
+use fleet::Fleet;
+use plane::Plane;
+use report::{EventRow, RssRow, SoakReport};
+
+/// How long the clients may take to get back to all-connected after an event.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the first ramp-up to all-connected may take.
+const RAMP_TIMEOUT: Duration = Duration::from_secs(180);
+/// Moved clients must be closed within the router's reset timeout (2 s) and this margin.
+const RESET_WAIT: Duration = Duration::from_secs(15);
+/// How often memory is sampled.
+const RSS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the controller polls while waiting.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Options of `wsring soak`.
+#[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    /// Client connections (capped to what the open-files limit allows the router).
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Stop scheduling scale events after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub duration_secs: u64,
+    /// Seconds between scale events.
+    #[arg(long, default_value_t = 5)]
+    pub interval_secs: u64,
+    /// At most this many scale events (default: as many as the duration allows).
+    #[arg(long)]
+    pub max_events: Option<usize>,
+    /// Pods at start.
+    #[arg(long, default_value_t = 3)]
+    pub pods: usize,
+    /// Make every second removal a crash (SIGKILL) instead of a graceful stop.
+    #[arg(long)]
+    pub crash: bool,
+    /// Milliseconds between two echo messages of one client.
+    #[arg(long, default_value_t = 5_000)]
+    pub message_interval_ms: u64,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the temporary directory with the data plane's log.
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+/// Run the soak and print its report; Ctrl-C / SIGTERM abandon it (the
+/// children are stopped on drop). Fails when a check failed.
+pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.pods >= 1, "--pods must be at least 1");
+    anyhow::ensure!(
+        args.interval_secs >= 1,
+        "--interval-secs must be at least 1"
+    );
+    let report = tokio::select! {
+        r = soak(&args) => r?,
+        () = crate::dev::shutdown_signal() => anyhow::bail!("interrupted"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.markdown());
+    }
+    anyhow::ensure!(report.ok, "soak failed: {}", report.failures.join("; "));
+    Ok(())
+}
+
+async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
+    let nofile = raise_nofile(args.connections)?;
+    let connections = fit_nofile(args.connections, nofile);
+    anyhow::ensure!(
+        connections >= 1,
+        "the open-files limit ({nofile}) leaves no room"
+    );
+    if connections < args.connections {
+        tracing::warn!(
+            requested = args.connections,
+            connections,
+            nofile,
+            "open-files limit too low (the router holds two descriptors per connection); using fewer"
+        );
+    }
+    let plane = Plane::start(args.pods, args.keep_logs).await?;
+    let mut report = SoakReport {
+        requested_connections: args.connections,
+        connections,
+        nofile_limit: nofile,
+        pods: args.pods,
+        duration_secs: args.duration_secs,
+        interval_secs: args.interval_secs,
+        ..SoakReport::default()
+    };
+    let result = drive(&plane, args, &mut report).await;
+    plane.shutdown().await;
+    result?;
+    Ok(report)
+}
+
+/// Memory samples: router and pods, idle/start/peak/end.
+#[derive(Default)]
+struct Memory {
+    router: RssRow,
+    pods_sum: RssRow,
+    largest_pod: RssRow,
+}
+
+impl Memory {
+    async fn sample(&mut self, plane: &Plane, slot: fn(&mut RssRow) -> &mut u64) {
+        let (router, pods) = plane.rss().await;
+        let sum = pods.iter().map(|(_, k)| k).sum();
+        let largest = pods.iter().map(|(_, k)| *k).max().unwrap_or(0);
+        for (row, kib) in [
+            (&mut self.router, router.unwrap_or(0)),
+            (&mut self.pods_sum, sum),
+            (&mut self.largest_pod, largest),
+        ] {
+            *slot(row) = kib;
+            row.peak_kib = row.peak_kib.max(kib);
+        }
+    }
+
+    fn rows(mut self) -> Vec<RssRow> {
+        self.router.process = "router".into();
+        self.pods_sum.process = "pods (sum of live pods)".into();
+        self.largest_pod.process = "largest pod".into();
+        vec![self.router, self.pods_sum, self.largest_pod]
+    }
+}
+
+async fn drive(plane: &Plane, args: &SoakArgs, report: &mut SoakReport) -> anyhow::Result<()> {
+    let mut memory = Memory::default();
+    memory.sample(plane, |r| &mut r.idle_kib).await;
+    let started = Instant::now();
+    let fleet = Fleet::start(
+        plane.public,
+        report.connections,
+        Duration::from_millis(args.message_interval_ms.max(1)),
+    );
+    let ramped = wait_all_connected(plane, &fleet, RAMP_TIMEOUT, &mut memory).await;
+    report.ramp_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        ramped,
+        "only {} of {} clients connected within {RAMP_TIMEOUT:?}",
+        fleet.connected(),
+        fleet.len()
+    );
+    tracing::info!(
+        connections = fleet.len(),
+        secs = report.ramp_secs,
+        "all clients connected"
+    );
+    memory.sample(plane, |r| &mut r.start_kib).await;
+
+    let t0 = Instant::now();
+    let pre_events = fleet.close_mark();
+    let mut windows = Vec::new();
+    let interval = Duration::from_secs(args.interval_secs);
+    let max_events = args.max_events.unwrap_or(usize::MAX);
+    for n in 0..max_events {
+        let due = t0 + interval * (n as u32 + 1);
+        if due - t0 > Duration::from_secs(args.duration_secs) {
+            break;
+        }
+        while Instant::now() < due {
+            memory.sample(plane, |r| &mut r.end_kib).await;
+            tokio::time::sleep(RSS_INTERVAL.min(due - Instant::now())).await;
+        }
+        let kind = Kind::nth(n, args.crash);
+        let (row, window) = scale_event(plane, &fleet, n + 1, kind, t0, &mut memory)
+            .await
+            .with_context(|| format!("scale event {} ({kind:?})", n + 1))?;
+        tracing::info!(
+            n = row.n,
+            kind = ?row.kind,
+            pod = %row.pod,
+            needed = row.resets_needed,
+            sent = row.resets_sent,
+            settle_ms = row.settle_ms,
+            "scale event done"
+        );
+        report.events.push(row);
+        windows.push(window);
+    }
+    // Let the last event settle for a full interval too, then take stock.
+    tokio::time::sleep(interval).await;
+    wait_all_connected(plane, &fleet, SETTLE_TIMEOUT, &mut memory).await;
+    memory.sample(plane, |r| &mut r.end_kib).await;
+    let end = fleet.close_mark();
+    report.connections_lost = fleet.len() - fleet.connected();
+    // Closes before the first event are unexpected; each event's window
+    // runs until the next event started (or the end).
+    let first = windows.first().map_or(end, |w| w.from);
+    let outside = fleet.closes(pre_events, Some(first)).len();
+    for (i, w) in windows.iter().enumerate() {
+        let to = windows.get(i + 1).map_or(end, |next| next.from);
+        let closes = fleet.closes(w.from, Some(to));
+        report.events[i].closes =
+            events::attribute(&w.needed, &closes, report.events[i].kind == Kind::Crash);
+    }
+    let totals = fleet.totals();
+    report.messages_echoed = totals.echoed;
+    report.echo_errors = totals.echo_errors;
+    report.connect_failures = totals.connect_failures;
+    fleet.stop().await;
+    report.rss = memory.rows();
+    report.finish(outside);
+    Ok(())
+}
+
+/// One event's attribution window: where its closes start and who had to move.
+struct Window {
+    from: usize,
+    needed: BTreeSet<usize>,
+}
+
+/// Wait (at most `timeout`) until every client is connected and the router
+/// holds exactly that many tunnels; samples memory meanwhile.
+async fn wait_all_connected(
+    plane: &Plane,
+    fleet: &Fleet,
+    timeout: Duration,
+    memory: &mut Memory,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut next_sample = Instant::now();
+    loop {
+        if fleet.connected() == fleet.len() {
+            let active = plane.counters().await.map(|c| c.active).unwrap_or(0);
+            if active == fleet.len() as u64 {
+                return true;
+            }
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        if Instant::now() >= next_sample {
+            memory.sample(plane, |r| &mut r.end_kib).await;
+            next_sample = Instant::now() + RSS_INTERVAL;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Run one scale event from a settled state and measure it.
+async fn scale_event(
+    plane: &Plane,
+    fleet: &Fleet,
+    n: usize,
+    kind: Kind,
+    t0: Instant,
+    memory: &mut Memory,
+) -> anyhow::Result<(EventRow, Window)> {
+    wait_all_connected(plane, fleet, SETTLE_TIMEOUT, memory).await;
+    let before = plane.ring().await?;
+    let counters_before = plane.counters().await?;
+    let pods_before = fleet.pods();
+    let from = fleet.close_mark();
+    let at_secs = t0.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let pod = match kind {
+        Kind::Add => plane.add_pod().await?,
+        Kind::Graceful | Kind::Crash => {
+            let newest = newest_pod(&before).context("no pod to stop")?;
+            let mode = if kind == Kind::Crash {
+                "crash"
+            } else {
+                "graceful"
+            };
+            plane.stop_pod(&newest, mode).await?;
+            newest
+        }
+    };
+    let after = newer_ring(plane, before.version()).await?;
+    let needed = events::needed(&pods_before, &before, &after);
+    // Every moved client is closed within the reset timeout; then all come back.
+    let reset_deadline = Instant::now() + RESET_WAIT;
+    while Instant::now() < reset_deadline {
+        let closed: BTreeSet<usize> = fleet.closes(from, None).iter().map(|c| c.client).collect();
+        if needed.is_subset(&closed) {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    wait_all_connected(plane, fleet, SETTLE_TIMEOUT, memory).await;
+    let settle_ms = started.elapsed().as_millis() as u64;
+    let delta = plane.counters().await?.since(&counters_before);
+    let row = EventRow {
+        n,
+        at_secs,
+        kind,
+        pod,
+        ring_before: before.version(),
+        ring_after: after.version(),
+        members: after.members().len(),
+        resets_needed: needed.len(),
+        resets_sent: delta.connections_reset,
+        reset_batches: delta.resets_published,
+        publish_errors: delta.publish_errors,
+        forced_closes: delta.forced_closes,
+        closes: Default::default(),
+        misplaced_before: events::misplaced(&pods_before, &before),
+        misplaced_after: events::misplaced(&fleet.pods(), &after),
+        settle_ms,
+    };
+    Ok((row, Window { from, needed }))
+}
+
+/// The member with the highest ordinal (`pod-N`): the one scaling down removes.
+fn newest_pod(ring: &Ring) -> Option<String> {
+    ring.members()
+        .iter()
+        .max_by_key(|m| {
+            let ordinal = m
+                .name
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok());
+            (ordinal, m.name.clone())
+        })
+        .map(|m| m.name.clone())
+}
+
+/// Poll the router until its ring is newer than `version`.
+async fn newer_ring(plane: &Plane, version: u64) -> anyhow::Result<Ring> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ring = plane.ring().await?;
+        if ring.version() > version {
+            return Ok(ring);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the router's ring stayed at v{version}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,342 @@
+//! Redis authentication and TLS end to end: real `wsring router` and
+//! `wsring pod` processes, a real `redis-server` with `--requirepass` (and a
+//! TLS-only port signed by a throwaway CA), a real WebSocket client.
+//!
+//! The proof that a reset travelled router → Redis → pod is the client seeing
+//! close code 4001, which only the pod sends: the router's own fallback close
+//! (a plain TCP close) is pushed out to ten minutes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use wsring_core::protocol::CLOSE_RING_MOVED;
+use wsring_core::testkit::{free_port, RedisServer};
+
+const TOKEN: &str = "sec-token";
+const PASSWORD: &str = "redis-s3cret";
+const CLUSTER: &str = "sec";
+/// Upper bound for anything to come up; only reached when something is broken.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// How the processes reach Redis.
+struct Redis {
+    url: String,
+    ca_file: Option<PathBuf>,
+}
+
+/// A `wsring` child process, killed when dropped.
+struct Proc {
+    _child: Child,
+    listen: SocketAddr,
+    admin: SocketAddr,
+}
+
+fn wsring(role: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let (listen, admin): (SocketAddr, SocketAddr) = (
+        ([127, 0, 0, 1], free_port()).into(),
+        ([127, 0, 0, 1], free_port()).into(),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_wsring"))
+        .arg(role)
+        .args(["--listen", &listen.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .args(["--cluster", CLUSTER])
+        .args(args)
+        .env("WSRING_TOKEN", TOKEN)
+        .envs(env.iter().copied())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or("warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wsring");
+    Proc {
+        _child: child,
+        listen,
+        admin,
+    }
+}
+
+/// A pod that takes the password from `WSRING_REDIS_PASSWORD` and the CA from
+/// `WSRING_REDIS_CA_FILE` (the URL has neither).
+fn pod(redis: &Redis) -> Proc {
+    let mut env = vec![("WSRING_REDIS_PASSWORD", PASSWORD)];
+    let ca = redis.ca_file.as_ref().map(|p| p.display().to_string());
+    if let Some(ca) = &ca {
+        env.push(("WSRING_REDIS_CA_FILE", ca));
+    }
+    wsring(
+        "pod",
+        &["--pod-name", "pod-0", "--redis-url", &redis.url],
+        &env,
+    )
+}
+
+/// A router that takes the password and CA from flags; `trust_ca: false` leaves the CA out.
+fn router(redis: &Redis, id: &str, trust_ca: bool) -> Proc {
+    let ca = redis.ca_file.as_ref().map(|p| p.display().to_string());
+    let mut args = vec![
+        "--router-id",
+        id,
+        "--redis-url",
+        &redis.url,
+        "--redis-password",
+        PASSWORD,
+        "--reset-timeout-ms",
+        "600000",
+    ];
+    if let (Some(ca), true) = (&ca, trust_ca) {
+        args.extend(["--redis-ca-file", ca]);
+    }
+    wsring("router", &args, &[])
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let res = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .ok()?;
+    Some((res.status().as_u16(), res.text().await.ok()?))
+}
+
+/// Poll `check` until it yields a value; panics with `what` after [`WAIT`].
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until the pod reports a live subscription on its reset channel.
+async fn wait_subscribed(pod: &Proc) {
+    wait_for("pod subscribed to its Redis channel", || async {
+        let (_, text) = get(pod.admin, "/metrics").await?;
+        text.lines()
+            .any(|l| l.starts_with("wsring_pod_redis_connected") && l.ends_with(" 1"))
+            .then_some(())
+    })
+    .await;
+}
+
+async fn put_ring(router: &Proc, version: u64, members: Value) -> Value {
+    let res = reqwest::Client::new()
+        .put(format!("http://{}/ring", router.admin))
+        .bearer_auth(TOKEN)
+        .body(json!({"version": version, "vnodes": 16, "members": members}).to_string())
+        .send()
+        .await
+        .expect("PUT /ring");
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Route `pod` into `router`'s ring and open an echoing connection through it.
+async fn connect_through(router: &Proc, pod: &Proc) -> Ws {
+    let member =
+        json!([{"name": "pod-0", "addr": pod.listen.to_string(), "admin": pod.admin.to_string()}]);
+    put_ring(router, 1, member).await;
+    let url = format!("ws://{}/?key=alice", router.listen);
+    let (mut ws, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    assert_eq!(response.headers()["x-wsring-pod"], "pod-0");
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ping"));
+    ws
+}
+
+/// Move every key away from pod-0 (to a member nobody listens on).
+async fn move_keys(router: &Proc) {
+    let ghost = json!([{"name": "ghost-0", "addr": "127.0.0.1:1", "admin": "127.0.0.1:1"}]);
+    let answer = put_ring(router, 2, ghost).await;
+    assert_eq!(answer["moved"], 1, "{answer}");
+    assert_eq!(answer["resetBatches"], 1, "{answer}");
+}
+
+/// The close code the client receives.
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    while let Some(frame) = ws.next().await {
+        match frame {
+            Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Outcome of the router's first recorded reset (dashboard state, no token needed).
+async fn reset_outcome(router: &Proc) -> String {
+    wait_for("the router recorded the reset", || async {
+        let (_, body) = get(router.admin, "/dashboard/state").await?;
+        let state: Value = serde_json::from_str(&body).ok()?;
+        state["resets"][0]["outcome"].as_str().map(str::to_string)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn resets_reach_the_pod_through_a_password_protected_redis() {
+    let port = free_port();
+    let _server = RedisServer::start_on(port, &["--requirepass", PASSWORD]);
+    let redis = Redis {
+        url: format!("redis://127.0.0.1:{port}"),
+        ca_file: None,
+    };
+    let pod = pod(&redis);
+    wait_subscribed(&pod).await;
+    let router = router(&redis, "r-pw", true);
+    wait_for("router admin up", || get(router.admin, "/healthz")).await;
+    let mut ws = connect_through(&router, &pod).await;
+    move_keys(&router).await;
+    assert_eq!(close_code(&mut ws).await, Some(CLOSE_RING_MOVED));
+    assert_eq!(reset_outcome(&router).await, "published");
+}
+
+/// Throwaway CA and a server certificate for `localhost` / `127.0.0.1`, with the `openssl` CLI.
+fn make_certs(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl CLI is needed for the TLS test");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=wsring test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[tokio::test]
+async fn resets_reach_the_pod_over_rediss_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let port = free_port();
+    // TLS only: `--port 0` turns the plain port off; clients need no certificate.
+    let _server = RedisServer::start_on(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &file("server.pem"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            PASSWORD,
+        ],
+    );
+    let redis = Redis {
+        url: format!("rediss://localhost:{port}"),
+        ca_file: Some(dir.path().join("ca.pem")),
+    };
+    let pod = pod(&redis);
+    wait_subscribed(&pod).await;
+
+    let router_ok = router(&redis, "r-tls", true);
+    wait_for("router admin up", || get(router_ok.admin, "/healthz")).await;
+    let mut ws = connect_through(&router_ok, &pod).await;
+    move_keys(&router_ok).await;
+    assert_eq!(close_code(&mut ws).await, Some(CLOSE_RING_MOVED));
+    assert_eq!(reset_outcome(&router_ok).await, "published");
+
+    // Without --redis-ca-file the private CA is not trusted: the publish fails
+    // (and the connection would be left to the router's own close).
+    let untrusting = router(&redis, "r-no-ca", false);
+    wait_for("router admin up", || get(untrusting.admin, "/healthz")).await;
+    let _ws = connect_through(&untrusting, &pod).await;
+    move_keys(&untrusting).await;
+    assert_eq!(reset_outcome(&untrusting).await, "publish failed");
+}

@@ -1,0 +1,70 @@
+//! `wsring soak` at small scale, as part of `cargo test`: the real command
+//! (a `wsring dev` child with a private redis-server, real clients), checked
+//! through its JSON report.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_resets_exactly_the_moved_connections() {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsring"))
+        .args(["soak", "--connections", "300", "--pods", "3"])
+        .args([
+            "--max-events",
+            "2",
+            "--interval-secs",
+            "3",
+            "--duration-secs",
+            "60",
+        ])
+        .args(["--message-interval-ms", "1000", "--json"])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or("warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output();
+    // Generous: the soak itself takes ~10 s; the machine is shared.
+    let output = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("soak finished in time")
+        .expect("soak ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("soak printed no JSON report ({e}):\n{stdout}"));
+    eprintln!("{report:#}");
+    assert!(
+        output.status.success(),
+        "soak failed: {}",
+        report["failures"]
+    );
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["connections"], 300);
+
+    let events = report["events"].as_array().expect("events");
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["add", "graceful"]);
+    for e in events {
+        let needed = e["resetsNeeded"].as_u64().unwrap();
+        assert!(needed > 0, "a ring change moves some of 300 keys: {e}");
+        assert_eq!(e["resetsSent"].as_u64(), Some(needed), "{e}");
+        assert_eq!(e["closes4001"].as_u64(), Some(needed), "{e}");
+        assert_eq!(e["unexpected"], 0, "{e}");
+        assert_eq!(e["misplacedAfter"], 0, "{e}");
+    }
+    // Scaling 3 → 4 → 3 moves exactly the same clients there and back.
+    assert_eq!(events[0]["resetsNeeded"], events[1]["resetsNeeded"]);
+    assert_eq!(report["resetsNeeded"], report["resetsSent"]);
+    assert_eq!(report["connectionsLost"], 0);
+    assert_eq!(report["unexpectedCloses"], 0);
+    assert!(report["messagesEchoed"].as_u64().unwrap() > 0);
+    let rss = report["rss"].as_array().expect("rss rows");
+    assert!(
+        rss.iter().all(|r| r["peakKib"].as_u64().unwrap() > 0),
+        "{rss:?}"
+    );
+}
