@@ -2,6 +2,11 @@
 //! `wsring pod` processes, a real `redis-server` with `--requirepass` (and a
 //! TLS-only port signed by a throwaway CA), a real WebSocket client.
 //!
+//! The last test starts the processes with exactly the environment the
+//! operator puts into the router Deployment and the pod StatefulSet, so the
+//! operator ↔ binary contract (variable names, list syntax, the CA mount) is
+//! checked against the real binaries, not against a copy of the names.
+//!
 //! The proof that a reset travelled router → Redis → pod is the client seeing
 //! close code 4001, which only the pod sends: the router's own fallback close
 //! (a plain TCP close) is pushed out to ten minutes.
@@ -214,6 +219,35 @@ async fn resets_reach_the_pod_through_a_password_protected_redis() {
     assert_eq!(reset_outcome(&router).await, "published");
 }
 
+/// Start a TLS-only, password-protected redis-server with certificates from
+/// [`make_certs`] in `dir`; its URL names `localhost`, as the certificate does.
+fn tls_redis(dir: &Path) -> (RedisServer, String) {
+    make_certs(dir);
+    let file = |name: &str| dir.join(name).display().to_string();
+    let port = free_port();
+    // TLS only: `--port 0` turns the plain port off; clients need no certificate.
+    let server = RedisServer::start_on(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &file("server.pem"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            PASSWORD,
+        ],
+    );
+    (server, format!("rediss://localhost:{port}"))
+}
+
 /// Throwaway CA and a server certificate for `localhost` / `127.0.0.1`, with the `openssl` CLI.
 fn make_certs(dir: &Path) {
     let openssl = |args: &[&str]| {
@@ -295,31 +329,9 @@ fn make_certs(dir: &Path) {
 #[tokio::test]
 async fn resets_reach_the_pod_over_rediss_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
-    let file = |name: &str| dir.path().join(name).display().to_string();
-    let port = free_port();
-    // TLS only: `--port 0` turns the plain port off; clients need no certificate.
-    let _server = RedisServer::start_on(
-        port,
-        &[
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--tls-cert-file",
-            &file("server.pem"),
-            "--tls-key-file",
-            &file("server.key"),
-            "--tls-ca-cert-file",
-            &file("ca.pem"),
-            "--tls-auth-clients",
-            "no",
-            "--requirepass",
-            PASSWORD,
-        ],
-    );
+    let (_server, url) = tls_redis(dir.path());
     let redis = Redis {
-        url: format!("rediss://localhost:{port}"),
+        url,
         ca_file: Some(dir.path().join("ca.pem")),
     };
     let pod = pod(&redis);
@@ -339,4 +351,207 @@ async fn resets_reach_the_pod_over_rediss_with_a_private_ca() {
     let _ws = connect_through(&untrusting, &pod).await;
     move_keys(&untrusting).await;
     assert_eq!(reset_outcome(&untrusting).await, "publish failed");
+}
+
+/// Secret values by (Secret name, key), as the test "cluster" holds them.
+type Secrets = std::collections::BTreeMap<(&'static str, &'static str), String>;
+
+/// What the kubelet makes of `container` in `pod`: the files of its Secret
+/// volume mounts written under `root` (each mount path re-rooted there), and
+/// its environment with Secrets, the downward API and mount paths resolved.
+/// `WSRING_RING_CONFIGMAP` is dropped (no API server here: the test sends the
+/// ring with `PUT /ring`, as the operator does) and so are the listen
+/// addresses (the test binds free ports with flags).
+fn kubelet_env(
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    container: &str,
+    pod_name: &str,
+    secrets: &Secrets,
+    root: &Path,
+) -> Vec<(String, String)> {
+    let secret = |name: &str, key: &str| {
+        secrets
+            .iter()
+            .find(|((n, k), _)| *n == name && *k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("the operator refers to an unknown Secret {name}/{key}"))
+    };
+    let c = pod
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .unwrap_or_else(|| panic!("no container {container}"));
+    let mut mounts = Vec::new();
+    for mount in c.volume_mounts.iter().flatten() {
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .unwrap_or_else(|| panic!("mount of an undeclared volume {}", mount.name));
+        let source = volume.secret.as_ref().expect("only Secret volumes here");
+        let secret_name = source.secret_name.as_deref().unwrap();
+        let dir = root.join(mount.mount_path.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        for item in source.items.iter().flatten() {
+            std::fs::write(dir.join(&item.path), secret(secret_name, &item.key)).unwrap();
+        }
+        mounts.push((mount.mount_path.clone(), dir));
+    }
+    let skipped = [
+        "WSRING_RING_CONFIGMAP",
+        "WSRING_LISTEN",
+        "WSRING_ADMIN_LISTEN",
+    ];
+    c.env
+        .iter()
+        .flatten()
+        .filter(|e| !skipped.contains(&e.name.as_str()))
+        .map(|e| {
+            let value = if let Some(value) = &e.value {
+                match mounts
+                    .iter()
+                    .find(|(path, _)| value.starts_with(path.as_str()))
+                {
+                    Some((path, dir)) => format!("{}{}", dir.display(), &value[path.len()..]),
+                    None => value.clone(),
+                }
+            } else {
+                let from = e.value_from.as_ref().unwrap();
+                if let Some(r) = &from.secret_key_ref {
+                    secret(&r.name, &r.key)
+                } else {
+                    match from.field_ref.as_ref().unwrap().field_path.as_str() {
+                        "metadata.name" => pod_name.to_string(),
+                        "metadata.namespace" => "testns".to_string(),
+                        other => panic!("unexpected downward API field {other}"),
+                    }
+                }
+            };
+            (e.name.clone(), value)
+        })
+        .collect()
+}
+
+/// Start a `wsring` child with a resolved environment (flags only for ports).
+fn wsring_with_env(role: &str, args: &[&str], env: &[(String, String)]) -> Proc {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    wsring(role, args, &env)
+}
+
+/// Open a WebSocket through `router` with an optional `Origin`; the HTTP
+/// status when the upgrade is refused.
+async fn upgrade(router: &Proc, origin: Option<&str>) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/?key=alice", router.listen)
+        .into_client_request()
+        .unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, response)) => {
+            assert_eq!(response.headers()["x-wsring-pod"], "pod-0");
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
+    use wsring_operator::crd::{RedisSpec, SecretKeyRef, WebSocketCluster, WebSocketClusterSpec};
+    use wsring_operator::resources::{router, statefulset};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = tls_redis(dir.path());
+    let secret_ref = |name: &str, key: &str| {
+        Some(SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        })
+    };
+    let mut spec = WebSocketClusterSpec {
+        redis: Some(RedisSpec {
+            url: Some(url),
+            url_secret_ref: None,
+            password_secret_ref: secret_ref("redis-auth", "password"),
+            ca_secret_ref: secret_ref("redis-ca", "ca.crt"),
+        }),
+        ..WebSocketClusterSpec::default()
+    };
+    spec.router.allowed_origins = vec![
+        "https://chat.example.com".into(),
+        "https://*.chat.example.com".into(),
+    ];
+    spec.router.require_origin = true;
+    spec.validate().expect("a valid spec");
+    let mut wsc = WebSocketCluster::new(CLUSTER, spec);
+    wsc.metadata.namespace = Some("testns".into());
+
+    let secrets: Secrets = [
+        (("sec-token", "token"), TOKEN.to_string()),
+        (("redis-auth", "password"), PASSWORD.to_string()),
+        (
+            ("redis-ca", "ca.crt"),
+            std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+        ),
+    ]
+    .into();
+    let kubelet = |pod: &k8s_openapi::api::core::v1::PodSpec, container, name, root| {
+        kubelet_env(pod, container, name, &secrets, &dir.path().join(root))
+    };
+    let sts = statefulset::statefulset(&wsc);
+    let pod_spec = sts.spec.template.spec.as_ref().unwrap();
+    let pod_env = kubelet(pod_spec, statefulset::SIDECAR_NAME, "pod-0", "pod-0");
+    let deployment = router::deployment(&wsc);
+    let router_spec = deployment.spec.template.spec.as_ref().unwrap();
+    let router_env = kubelet(
+        router_spec,
+        router::CONTAINER_NAME,
+        "sec-router-1",
+        "router",
+    );
+    let ca_file = |env: &[(String, String)]| {
+        env.iter()
+            .find(|(k, _)| k == "WSRING_REDIS_CA_FILE")
+            .map(|(_, v)| std::fs::read_to_string(v).expect("the CA file is mounted"))
+    };
+    assert!(ca_file(&pod_env).is_some_and(|pem| pem.contains("BEGIN CERTIFICATE")));
+    assert!(ca_file(&router_env).is_some_and(|pem| pem.contains("BEGIN CERTIFICATE")));
+
+    // The pod reaches the TLS Redis with the password Secret and the mounted CA.
+    let pod = wsring_with_env("pod", &[], &pod_env);
+    wait_subscribed(&pod).await;
+    let router = wsring_with_env("router", &["--reset-timeout-ms", "600000"], &router_env);
+    wait_for("router admin up", || get(router.admin, "/healthz")).await;
+    let member =
+        json!([{"name": "pod-0", "addr": pod.listen.to_string(), "admin": pod.admin.to_string()}]);
+    put_ring(&router, 1, member).await;
+
+    // allowedOrigins and requireOrigin reached the router.
+    assert_eq!(
+        upgrade(&router, Some("https://evil.example")).await.err(),
+        Some(403)
+    );
+    assert_eq!(
+        upgrade(&router, None).await.err(),
+        Some(403),
+        "requireOrigin"
+    );
+    let mut ws = upgrade(&router, Some("https://eu.chat.example.com"))
+        .await
+        .expect("an allowed origin is tunnelled");
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ping"));
+
+    // A reset travels router → TLS Redis → pod with the operator's settings.
+    move_keys(&router).await;
+    assert_eq!(close_code(&mut ws).await, Some(CLOSE_RING_MOVED));
+    assert_eq!(reset_outcome(&router).await, "published");
 }

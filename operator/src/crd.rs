@@ -15,8 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use wsring_core::origin::parse_allow_list;
 use wsring_core::ring::{DEFAULT_VNODES, MAX_VNODES};
 
+use crate::resources::REDIS_CA_VOLUME;
 use crate::Error;
 
 /// Ports the ws-pod sidecar takes in every pod; an app container must not use them.
@@ -201,6 +203,12 @@ pub struct RedisSpec {
     /// Password from a Secret; overrides the URL's password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// PEM CA certificate(s) from a Secret, to verify a `rediss://` server
+    /// signed by a private CA; mounted read-only into routers and pods.
+    /// Without it the system roots are used. Pods read it at start-up, so
+    /// roll them (`kubectl rollout restart`) after rotating the CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// A key of a Secret in the cluster's namespace.
@@ -217,6 +225,10 @@ pub struct SecretKeyRef {
 /// Router Deployment settings.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.requireOrigin) || !self.requireOrigin || (has(self.allowedOrigins) && size(self.allowedOrigins) > 0)",
+     "message": "requireOrigin needs a non-empty allowedOrigins list"}
+]))]
 pub struct RouterSpec {
     /// Router replicas; each holds the whole ring.
     #[serde(default = "default_router_replicas")]
@@ -228,7 +240,27 @@ pub struct RouterSpec {
     /// The public Service (WebSocket port only).
     #[serde(default)]
     pub service: RouterServiceSpec,
+    /// Browser origins allowed to open WebSockets (`scheme://host[:port]`, or
+    /// `scheme://*.domain[:port]` for its subdomains); others get 403 before
+    /// the upgrade. Empty: every origin. Set it when the app authenticates by
+    /// cookie (cross-site WebSocket hijacking).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 256, "items" = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 512,
+        "pattern": ORIGIN_PATTERN
+    }))]
+    pub allowed_origins: Vec<String>,
+    /// With `allowedOrigins`: also refuse upgrades without an `Origin` header
+    /// (non-browser clients), which otherwise pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_origin: bool,
 }
+
+/// Shape of one `allowedOrigins` entry checked by the API server; the full
+/// rules (wildcards, ports) are `wsring_core::origin`'s, checked at reconcile.
+const ORIGIN_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s]+$";
 
 impl Default for RouterSpec {
     fn default() -> Self {
@@ -236,6 +268,8 @@ impl Default for RouterSpec {
             replicas: default_router_replicas(),
             resources: None,
             service: RouterServiceSpec::default(),
+            allowed_origins: Vec::new(),
+            require_origin: false,
         }
     }
 }
@@ -421,14 +455,36 @@ impl WebSocketClusterSpec {
             if redis.url.is_some() && redis.url_secret_ref.is_some() {
                 return invalid("redis: set either url or urlSecretRef, not both".into());
             }
+            let plain_url = redis
+                .url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("redis://"));
+            if redis.ca_secret_ref.is_some() && plain_url {
+                return invalid(
+                    "redis.caSecretRef verifies TLS, but redis.url is redis://; use rediss://"
+                        .into(),
+                );
+            }
         }
+        parse_allow_list(&self.router.allowed_origins, self.router.require_origin)
+            .map_err(|e| Error::InvalidSpec(format!("router.allowedOrigins: {e}")))?;
         if RESERVED_POD_PORTS.contains(&self.app_port) {
             return invalid(format!(
                 "appPort {} is taken by the ws-pod sidecar (8081, 9091)",
                 self.app_port
             ));
         }
-        self.pod_template()?;
+        let volumes = self
+            .pod_template()?
+            .and_then(|t| t.spec)
+            .and_then(|s| s.volumes)
+            .unwrap_or_default();
+        if let Some(v) = volumes.iter().find(|v| v.name == REDIS_CA_VOLUME) {
+            return invalid(format!(
+                "volume name {:?} is reserved for the Redis CA certificate",
+                v.name
+            ));
+        }
         for c in self.app_containers() {
             if c.name == crate::resources::statefulset::SIDECAR_NAME {
                 return invalid(format!(
@@ -603,7 +659,30 @@ mod tests {
                     key: "k".into(),
                 }),
                 password_secret_ref: None,
+                ca_secret_ref: None,
             }),
+            ..WebSocketClusterSpec::default()
+        };
+        let ca_without_tls = WebSocketClusterSpec {
+            redis: Some(RedisSpec {
+                url: Some("redis://r:6379".into()),
+                ca_secret_ref: Some(SecretKeyRef {
+                    name: "ca".into(),
+                    key: "ca.crt".into(),
+                }),
+                ..RedisSpec::default()
+            }),
+            ..WebSocketClusterSpec::default()
+        };
+        let mut bad_origin = WebSocketClusterSpec::default();
+        bad_origin.router.allowed_origins = vec!["https://*.com".into()];
+        let mut require_without_list = WebSocketClusterSpec::default();
+        require_without_list.router.require_origin = true;
+        let reserved_volume = WebSocketClusterSpec {
+            template: Some(serde_json::json!({"spec": {
+                "containers": [{"name": "app", "image": "a"}],
+                "volumes": [{"name": "wsring-redis-ca", "emptyDir": {}}]
+            }})),
             ..WebSocketClusterSpec::default()
         };
         let sidecar_port = WebSocketClusterSpec {
@@ -619,6 +698,15 @@ mod tests {
             from: KeySource::Header,
             name: String::new(),
         };
+        for (spec, why) in [
+            (ca_without_tls, "rediss://"),
+            (bad_origin, "top-level domain"),
+            (require_without_list, "non-empty allow-list"),
+            (reserved_volume, "reserved for the Redis CA"),
+        ] {
+            let err = spec.validate().unwrap_err();
+            assert!(err.to_string().contains(why), "{err}");
+        }
         for spec in [
             both_urls,
             sidecar_port,

@@ -75,7 +75,7 @@ impl WebSocketCluster {
         self
     }
 
-    /// Redis URL and password from Secrets.
+    /// Redis URL, password and TLS CA from Secrets.
     pub fn with_redis_secret(mut self) -> Self {
         self.spec.redis = Some(RedisSpec {
             url: None,
@@ -86,6 +86,10 @@ impl WebSocketCluster {
             password_secret_ref: Some(SecretKeyRef {
                 name: "redis-auth".into(),
                 key: "password".into(),
+            }),
+            ca_secret_ref: Some(SecretKeyRef {
+                name: "redis-ca".into(),
+                key: "ca.pem".into(),
             }),
         });
         self

@@ -15,4 +15,8 @@ pub enum Error {
     /// A routing key is unusable (empty, too long, not UTF-8).
     #[error("invalid routing key: {0}")]
     InvalidKey(String),
+    /// An `Origin` allow-list entry is malformed, or the list cannot be used
+    /// as configured.
+    #[error("invalid origin allow-list: {0}")]
+    InvalidOrigin(String),
 }

@@ -8,11 +8,13 @@
 //! - [`ring`]: [`Ring`] built from a [`RingSpec`] (versioned membership), lookups,
 //!   bounded-load option, and the diff of owners between two rings.
 //! - [`protocol`]: Redis channel names, reset messages, headers and close codes.
+//! - [`origin`]: browser `Origin` allow-list syntax and matching (router and operator).
 //! - [`error`]: the crate's error type.
 //! - `testkit` (feature `testkit`): real redis-server and free ports for tests.
 
 pub mod error;
 pub mod hash;
+pub mod origin;
 pub mod protocol;
 pub mod ring;
 #[cfg(feature = "testkit")]

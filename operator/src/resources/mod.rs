@@ -17,8 +17,9 @@ pub mod token;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe,
-    SeccompProfile, SecretKeySelector, SecurityContext,
+    Capabilities, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -166,7 +167,15 @@ pub fn token_env(wsc: &WebSocketCluster) -> EnvVar {
     )
 }
 
-/// Redis settings shared by routers and pods (`WSRING_REDIS_URL`, `WSRING_REDIS_PASSWORD`).
+/// Volume holding the Redis CA certificate (name reserved in user templates).
+pub const REDIS_CA_VOLUME: &str = "wsring-redis-ca";
+/// Where routers and pods find the Redis CA certificate.
+pub const REDIS_CA_DIR: &str = "/etc/wsring/redis-ca";
+/// File name of the CA certificate inside [`REDIS_CA_DIR`].
+const REDIS_CA_FILE: &str = "ca.crt";
+
+/// Redis settings shared by routers and pods (`WSRING_REDIS_URL`,
+/// `WSRING_REDIS_PASSWORD`, `WSRING_REDIS_CA_FILE`).
 pub fn redis_env(wsc: &WebSocketCluster) -> Vec<EnvVar> {
     let Some(redis) = &wsc.spec.redis else {
         return Vec::new();
@@ -188,7 +197,44 @@ pub fn redis_env(wsc: &WebSocketCluster) -> Vec<EnvVar> {
             r.key.clone(),
         ));
     }
+    if redis.ca_secret_ref.is_some() {
+        env.push(value_env(
+            "WSRING_REDIS_CA_FILE",
+            format!("{REDIS_CA_DIR}/{REDIS_CA_FILE}"),
+        ));
+    }
     env
+}
+
+/// The Redis CA Secret as a read-only volume of one file, when the spec names one.
+pub fn redis_ca_volume(wsc: &WebSocketCluster) -> Option<Volume> {
+    let ca = wsc.spec.redis.as_ref()?.ca_secret_ref.as_ref()?;
+    Some(Volume {
+        name: REDIS_CA_VOLUME.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(ca.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: ca.key.clone(),
+                path: REDIS_CA_FILE.to_string(),
+                ..KeyToPath::default()
+            }]),
+            default_mode: Some(0o444),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    })
+}
+
+/// Mount of [`redis_ca_volume`] at [`REDIS_CA_DIR`], when there is one.
+pub fn redis_ca_mounts(wsc: &WebSocketCluster) -> Option<Vec<VolumeMount>> {
+    redis_ca_volume(wsc).map(|v| {
+        vec![VolumeMount {
+            name: v.name,
+            mount_path: REDIS_CA_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]
+    })
 }
 
 /// A plain `name=value` env var.

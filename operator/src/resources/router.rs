@@ -7,9 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 
 use super::{
-    child_meta, container_port, default_image, field_env, http_probe, labels, redis_env,
-    restricted_security_context, selector_labels, token_env, value_env, Component, Names,
-    ROUTER_ADMIN_PORT, ROUTER_WS_PORT,
+    child_meta, container_port, default_image, field_env, http_probe, labels, redis_ca_mounts,
+    redis_ca_volume, redis_env, restricted_security_context, selector_labels, token_env, value_env,
+    Component, Names, ROUTER_ADMIN_PORT, ROUTER_WS_PORT,
 };
 use crate::crd::WebSocketCluster;
 
@@ -35,6 +35,7 @@ pub fn deployment(wsc: &WebSocketCluster) -> Deployment {
                 spec: Some(PodSpec {
                     service_account_name: Some(Names::router(&name)),
                     containers: vec![container(wsc)],
+                    volumes: redis_ca_volume(wsc).map(|v| vec![v]),
                     termination_grace_period_seconds: Some(30),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
@@ -66,6 +67,16 @@ fn container(wsc: &WebSocketCluster) -> Container {
         value_env("WSRING_RING_CONFIGMAP", Names::ring_configmap(&name)),
         token_env(wsc),
     ];
+    let router = &wsc.spec.router;
+    if !router.allowed_origins.is_empty() {
+        env.push(value_env(
+            "WSRING_ALLOWED_ORIGINS",
+            router.allowed_origins.join(","),
+        ));
+    }
+    if router.require_origin {
+        env.push(value_env("WSRING_REQUIRE_ORIGIN", "true".to_string()));
+    }
     env.extend(redis_env(wsc));
     Container {
         name: CONTAINER_NAME.to_string(),
@@ -84,7 +95,8 @@ fn container(wsc: &WebSocketCluster) -> Container {
         ]),
         readiness_probe: Some(http_probe("/readyz", "admin", 5, 2)),
         liveness_probe: Some(http_probe("/healthz", "admin", 10, 3)),
-        resources: wsc.spec.router.resources.clone(),
+        resources: router.resources.clone(),
+        volume_mounts: redis_ca_mounts(wsc),
         security_context: Some(restricted_security_context()),
         ..Container::default()
     }
@@ -120,11 +132,53 @@ mod tests {
             Some("chat-ring")
         );
         assert_eq!(env(&d, "WSRING_CLUSTER").as_deref(), Some("chat"));
+        assert_eq!(
+            env(&d, "WSRING_ALLOWED_ORIGINS"),
+            None,
+            "default: every origin"
+        );
+        assert_eq!(env(&d, "WSRING_REQUIRE_ORIGIN"), None);
         let pod = d.spec.template.spec.unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("chat-router"));
         assert_eq!(
             pod.containers[0].image.as_deref(),
             Some("ghcr.io/wsring/wsring-router:0.1.0")
         );
+        assert!(pod.volumes.is_none());
+    }
+
+    #[test]
+    fn origin_allow_list_reaches_the_router() {
+        let mut wsc = WebSocketCluster::test();
+        wsc.spec.router.allowed_origins = vec![
+            "https://chat.example.com".into(),
+            "https://*.chat.example.com".into(),
+        ];
+        wsc.spec.router.require_origin = true;
+        wsc.spec.validate().unwrap();
+        let d = deployment(&wsc);
+        assert_eq!(
+            env(&d, "WSRING_ALLOWED_ORIGINS").as_deref(),
+            Some("https://chat.example.com,https://*.chat.example.com")
+        );
+        assert_eq!(env(&d, "WSRING_REQUIRE_ORIGIN").as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn redis_ca_is_mounted_into_the_router() {
+        let wsc = WebSocketCluster::test().with_redis_secret();
+        let d = deployment(&wsc);
+        assert_eq!(
+            env(&d, "WSRING_REDIS_CA_FILE").as_deref(),
+            Some("/etc/wsring/redis-ca/ca.crt")
+        );
+        let pod = d.spec.template.spec.unwrap();
+        let volume = &pod.volumes.unwrap()[0];
+        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.name, volume.name);
+        assert_eq!(mount.read_only, Some(true));
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("redis-ca"));
+        assert_eq!(secret.default_mode, Some(0o444));
     }
 }

@@ -12,9 +12,9 @@ use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 use super::{
-    child_meta, container_port, default_image, field_env, http_probe, labels, redis_env,
-    restricted_security_context, selector_labels, token_env, value_env, Component, Names,
-    POD_ADMIN_PORT, POD_WS_PORT,
+    child_meta, container_port, default_image, field_env, http_probe, labels, redis_ca_mounts,
+    redis_ca_volume, redis_env, restricted_security_context, selector_labels, token_env, value_env,
+    Component, Names, POD_ADMIN_PORT, POD_WS_PORT,
 };
 use crate::crd::WebSocketCluster;
 
@@ -64,6 +64,9 @@ fn pod_template(wsc: &WebSocketCluster) -> PodTemplateSpec {
     let echo = wsc.spec.app_containers().is_empty();
     let mut spec = user.spec.unwrap_or_default();
     spec.containers.push(sidecar(wsc, !echo));
+    if let Some(ca) = redis_ca_volume(wsc) {
+        spec.volumes.get_or_insert_with(Vec::new).push(ca);
+    }
     if spec.security_context.is_none() {
         spec.security_context = Some(PodSecurityContext {
             run_as_non_root: Some(true),
@@ -130,6 +133,7 @@ fn sidecar(wsc: &WebSocketCluster, upstream: bool) -> Container {
             ])),
             ..ResourceRequirements::default()
         }),
+        volume_mounts: redis_ca_mounts(wsc),
         security_context: Some(restricted_security_context()),
         ..Container::default()
     }
@@ -138,6 +142,7 @@ fn sidecar(wsc: &WebSocketCluster, upstream: bool) -> Container {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::REDIS_CA_VOLUME;
     use k8s_openapi::api::core::v1::{ContainerPort, EnvVar};
 
     fn env<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
@@ -266,5 +271,51 @@ mod tests {
             "redis-url"
         );
         assert!(env(c, "WSRING_REDIS_PASSWORD").is_some());
+        let ca_file = env(c, "WSRING_REDIS_CA_FILE").unwrap().value.clone();
+        assert_eq!(ca_file.as_deref(), Some("/etc/wsring/redis-ca/ca.crt"));
+        let mount = &c.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.name, REDIS_CA_VOLUME);
+        assert_eq!(mount.mount_path, "/etc/wsring/redis-ca");
+        assert_eq!(mount.read_only, Some(true));
+    }
+
+    #[test]
+    fn redis_ca_volume_is_added_next_to_the_users_volumes() {
+        let mut wsc = WebSocketCluster::test().with_app("example/chat:1", 8080);
+        let mut template = wsc.spec.template.take().unwrap();
+        template["spec"]["volumes"] = serde_json::json!([{"name": "data", "emptyDir": {}}]);
+        wsc.spec.template = Some(template);
+        let wsc = wsc.with_redis_secret();
+        wsc.spec.validate().unwrap();
+        let sts = statefulset(&wsc);
+        let pod = sts.spec.template.spec.unwrap();
+        let volumes = pod.volumes.unwrap();
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["data", REDIS_CA_VOLUME]);
+        let secret = volumes[1].secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("redis-ca"));
+        let item = &secret.items.as_ref().unwrap()[0];
+        assert_eq!(
+            (item.key.as_str(), item.path.as_str()),
+            ("ca.pem", "ca.crt")
+        );
+        let app = &pod.containers[0];
+        assert!(
+            app.volume_mounts.is_none(),
+            "the app does not talk to Redis"
+        );
+        let sidecar = &pod.containers[1];
+        assert_eq!(
+            sidecar.volume_mounts.as_ref().unwrap()[0].name,
+            REDIS_CA_VOLUME
+        );
+    }
+
+    #[test]
+    fn no_redis_ca_means_no_volume() {
+        let sts = statefulset(&WebSocketCluster::test());
+        let pod = sts.spec.template.spec.unwrap();
+        assert!(pod.volumes.is_none());
+        assert!(pod.containers[0].volume_mounts.is_none());
     }
 }
