@@ -7,19 +7,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn soak_resets_exactly_the_moved_connections() {
+/// Run `wsring soak` with 300 connections on 3 pods and `extra` arguments;
+/// its JSON report, after checking it passed.
+async fn soak(extra: &[&str]) -> Value {
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsring"))
         .args(["soak", "--connections", "300", "--pods", "3"])
-        .args([
-            "--max-events",
-            "2",
-            "--interval-secs",
-            "3",
-            "--duration-secs",
-            "60",
-        ])
+        .args(["--interval-secs", "3", "--duration-secs", "60"])
         .args(["--message-interval-ms", "1000", "--json"])
+        .args(extra)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or("warn".into()),
@@ -28,7 +23,7 @@ async fn soak_resets_exactly_the_moved_connections() {
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .output();
-    // Generous: the soak itself takes ~10 s; the machine is shared.
+    // Generous: the soak itself takes ~10-20 s; the machine is shared.
     let output = tokio::time::timeout(Duration::from_secs(240), run)
         .await
         .expect("soak finished in time")
@@ -44,7 +39,15 @@ async fn soak_resets_exactly_the_moved_connections() {
     );
     assert_eq!(report["ok"], true);
     assert_eq!(report["connections"], 300);
+    assert_eq!(report["connectionsLost"], 0);
+    assert_eq!(report["unexpectedCloses"], 0);
+    assert_eq!(report["missedResets"], 0);
+    report
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_resets_exactly_the_moved_connections() {
+    let report = soak(&["--max-events", "2"]).await;
     let events = report["events"].as_array().expect("events");
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["add", "graceful"]);
@@ -59,12 +62,36 @@ async fn soak_resets_exactly_the_moved_connections() {
     // Scaling 3 → 4 → 3 moves exactly the same clients there and back.
     assert_eq!(events[0]["resetsNeeded"], events[1]["resetsNeeded"]);
     assert_eq!(report["resetsNeeded"], report["resetsSent"]);
-    assert_eq!(report["connectionsLost"], 0);
-    assert_eq!(report["unexpectedCloses"], 0);
     assert!(report["messagesEchoed"].as_u64().unwrap() > 0);
     let rss = report["rss"].as_array().expect("rss rows");
     assert!(
         rss.iter().all(|r| r["peakKib"].as_u64().unwrap() > 0),
         "{rss:?}"
     );
+}
+
+/// `--crash`: the fourth event SIGKILLs a pod. Exactly its clients lose their
+/// connection (no reset can reach them: the pod is gone), nobody else is
+/// closed, and every one of them is back on its new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_crash_closes_only_the_crashed_pods_clients() {
+    let report = soak(&["--max-events", "4", "--crash"]).await;
+    let events = report["events"].as_array().expect("events");
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["add", "graceful", "add", "crash"]);
+    let crash = &events[3];
+    let needed = crash["resetsNeeded"].as_u64().unwrap();
+    assert!(needed > 0, "the crashed pod had clients: {crash}");
+    assert_eq!(crash["crashCloses"].as_u64(), Some(needed), "{crash}");
+    assert_eq!(crash["unexpected"], 0, "{crash}");
+    assert_eq!(crash["missed"], 0, "{crash}");
+    assert_eq!(crash["misplacedAfter"], 0, "{crash}");
+    assert!(crash["settleMs"].as_u64().is_some(), "{crash}");
+    assert_eq!(report["crashCloses"].as_u64(), Some(needed));
+    // The three orderly events are checked exactly, as without --crash.
+    for e in &events[..3] {
+        let needed = e["resetsNeeded"].as_u64().unwrap();
+        assert_eq!(e["resetsSent"].as_u64(), Some(needed), "{e}");
+        assert_eq!(e["closes4001"].as_u64(), Some(needed), "{e}");
+    }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use wsring_core::redis_args::RedisArgs;
 
 use crate::origin::OriginPolicy;
 use crate::Error;
@@ -44,18 +45,9 @@ pub struct Config {
     #[arg(long, env = "WSRING_CLUSTER", default_value = "wsring")]
     pub cluster: String,
 
-    /// `redis://` or `rediss://` URL; without it moved connections are closed by the router itself.
-    #[arg(long, env = "WSRING_REDIS_URL")]
-    pub redis_url: Option<String>,
-
-    /// Overrides the password in the Redis URL (kept in a Secret in the cluster).
-    #[arg(long, env = "WSRING_REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
-
-    /// PEM file of the CA(s) that signed a `rediss://` server's certificate
-    /// (in-cluster Redis with a private CA); when set, only these are trusted.
-    #[arg(long, env = "WSRING_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<PathBuf>,
+    /// `--redis-url`, `--redis-password`, `--redis-ca-file`.
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// Where the routing key comes from.
     #[arg(long, env = "WSRING_KEY_SOURCE", value_enum, default_value = "query")]
@@ -127,9 +119,7 @@ impl Config {
             admin_listen: ([127, 0, 0, 1], 0).into(),
             router_id: Some("router-test".into()),
             cluster: "wsring".into(),
-            redis_url: None,
-            redis_password: None,
-            redis_ca_file: None,
+            redis: RedisArgs::default(),
             key_source: KeySource::Query,
             key_name: "key".into(),
             max_key_bytes: wsring_core::protocol::DEFAULT_MAX_KEY_BYTES,
@@ -190,20 +180,15 @@ impl Config {
             ));
         }
         let origins = OriginPolicy::new(&self.allowed_origins, self.require_origin)?;
-        let redis_ca = match &self.redis_ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                Error::Config(format!(
-                    "cannot read --redis-ca-file {}: {e}",
-                    path.display()
-                ))
-            })?),
-            None => None,
-        };
+        let redis = self
+            .redis
+            .client()
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Resolved {
             token,
             router_id,
             origins,
-            redis_ca,
+            redis,
         })
     }
 
@@ -232,8 +217,8 @@ pub(crate) struct Resolved {
     pub router_id: String,
     /// The parsed `--allowed-origins` / `--require-origin`.
     pub origins: OriginPolicy,
-    /// Content of `--redis-ca-file` (PEM), if given.
-    pub redis_ca: Option<Vec<u8>>,
+    /// The Redis client (password override and private CA applied); not connected.
+    pub redis: Option<redis::Client>,
 }
 
 #[cfg(test)]

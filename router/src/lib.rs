@@ -135,12 +135,8 @@ impl Router {
         // explicitly so feature unification elsewhere cannot make it ambiguous.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let resolved = config.resolve()?;
-        let publisher = match &config.redis_url {
-            Some(url) => Some(Publisher::new(
-                url,
-                config.redis_password.as_deref(),
-                resolved.redis_ca.as_deref(),
-            )?),
+        let publisher = match resolved.redis.clone() {
+            Some(client) => Some(Publisher::new(client)?),
             None => {
                 tracing::warn!("no --redis-url: moved connections are closed by the router at the reset timeout");
                 None

@@ -272,7 +272,7 @@ async fn ring_change_publishes_one_batched_reset_per_old_owner() {
         FakePod::start("pod-c", PodMode::Echo).await,
     ];
     let mut config = config();
-    config.redis_url = Some(redis.url());
+    config.redis.url = Some(redis.url());
     config.reset_timeout_ms = 60_000;
     let router = TestRouter::start(config).await;
     let before = ring(1, pods.iter().map(FakePod::member).collect());
@@ -412,8 +412,8 @@ async fn redis_password_flag_overrides_the_url() {
         FakePod::start("pod-b", PodMode::Echo).await,
     ];
     let mut config = config();
-    config.redis_url = Some(format!("redis://:wrong@127.0.0.1:{port}"));
-    config.redis_password = Some("s3cret".into());
+    config.redis.url = Some(format!("redis://:wrong@127.0.0.1:{port}"));
+    config.redis.password = Some("s3cret".into());
     config.reset_timeout_ms = 60_000;
     let router = TestRouter::start(config).await;
     router
@@ -589,7 +589,7 @@ async fn with_redis_down_moved_connections_are_still_closed() {
     ];
     let mut config = config();
     // Nothing listens there: every publish fails.
-    config.redis_url = Some(format!(
+    config.redis.url = Some(format!(
         "redis://127.0.0.1:{}",
         wsring_core::testkit::free_port()
     ));

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Args;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wsring_core::redis_args::RedisArgs;
 
 use crate::Error;
 
@@ -51,19 +52,9 @@ pub struct Config {
     #[arg(long, env = "WSRING_CLUSTER", default_value = DEFAULT_CLUSTER)]
     pub cluster: String,
 
-    /// `redis://` or `rediss://` URL of the reset channel; without it only the
-    /// routers' own fallback close moves connections.
-    #[arg(long, env = "WSRING_REDIS_URL")]
-    pub redis_url: Option<String>,
-
-    /// Overrides the password in the Redis URL (kept in a Secret in the cluster).
-    #[arg(long, env = "WSRING_REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
-
-    /// PEM file of the CA(s) that signed a `rediss://` server's certificate
-    /// (in-cluster Redis with a private CA); when set, only these are trusted.
-    #[arg(long, env = "WSRING_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<PathBuf>,
+    /// `--redis-url`, `--redis-password`, `--redis-ca-file`.
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// WebSocket URL of the app container (`ws://127.0.0.1:PORT`); none = built-in echo app.
     #[arg(long, env = "WSRING_UPSTREAM")]
@@ -99,9 +90,7 @@ impl Default for Config {
             admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
             pod_name: None,
             cluster: DEFAULT_CLUSTER.to_string(),
-            redis_url: None,
-            redis_password: None,
-            redis_ca_file: None,
+            redis: RedisArgs::default(),
             upstream: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             token: None,
@@ -148,7 +137,10 @@ impl Config {
         Ok(Settings {
             pod_name,
             cluster: self.cluster.clone(),
-            redis: self.redis_client()?,
+            redis: self
+                .redis
+                .client()
+                .map_err(|e| Error::Config(e.to_string()))?,
             upstream: self.upstream.as_deref().map(check_upstream).transpose()?,
             token: self.token()?,
             max_message_bytes: self.max_message_bytes,
@@ -176,45 +168,6 @@ impl Config {
         }
         Ok(token)
     }
-
-    /// The Redis client for `--redis-url`, `--redis-password` and `--redis-ca-file`.
-    fn redis_client(&self) -> Result<Option<redis::Client>, Error> {
-        use redis::IntoConnectionInfo;
-        let Some(url) = &self.redis_url else {
-            if self.redis_password.is_some() || self.redis_ca_file.is_some() {
-                tracing::warn!("--redis-password/--redis-ca-file set without --redis-url; ignored");
-            }
-            return Ok(None);
-        };
-        let mut info = url
-            .as_str()
-            .into_connection_info()
-            .map_err(Error::RedisUrl)?;
-        if let Some(password) = &self.redis_password {
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
-        }
-        let Some(path) = &self.redis_ca_file else {
-            return redis::Client::open(info).map(Some).map_err(Error::RedisUrl);
-        };
-        if !url.starts_with("rediss://") {
-            return Err(Error::Config(
-                "--redis-ca-file is only used with a rediss:// --redis-url".into(),
-            ));
-        }
-        let pem = std::fs::read(path).map_err(|source| Error::RedisCaFile {
-            path: path.clone(),
-            source,
-        })?;
-        check_ca(&pem)?;
-        let tls = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem),
-        };
-        redis::Client::build_with_tls(info, tls)
-            .map(Some)
-            .map_err(|e| Error::Config(format!("--redis-ca-file is unusable: {e}")))
-    }
 }
 
 impl Settings {
@@ -233,23 +186,6 @@ impl Settings {
             .max_message_size(Some(self.max_message_bytes))
             .max_frame_size(Some(self.max_message_bytes))
     }
-}
-
-/// A CA file must hold at least one parseable PEM certificate: an empty trust
-/// store would only show up as failed subscriptions later.
-fn check_ca(pem: &[u8]) -> Result<(), Error> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut count = 0;
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        cert.map_err(|e| Error::Config(format!("--redis-ca-file is not valid PEM: {e}")))?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(Error::Config(
-            "--redis-ca-file holds no PEM certificate".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// `ws://host:port` (a trailing `/` is dropped: the client's path is appended to it).
@@ -334,49 +270,20 @@ mod tests {
     }
 
     #[test]
-    fn redis_password_overrides_url() {
-        let config = Config {
-            redis_url: Some("redis://:old@127.0.0.1:6379".into()),
-            redis_password: Some("new".into()),
-            ..with_token()
-        };
-        let client = config.resolve().unwrap().redis.unwrap();
-        assert_eq!(
-            client.get_connection_info().redis_settings().password(),
-            Some("new")
-        );
+    fn redis_flags_are_checked_at_start() {
+        // The rules are wsring_core::redis_args'; here: they apply and name the flag.
         let bad = Config {
-            redis_url: Some("http://x".into()),
+            redis: RedisArgs::url("http://x"),
             ..with_token()
         };
-        assert!(matches!(bad.resolve(), Err(Error::RedisUrl(_))));
-    }
-
-    #[test]
-    fn redis_ca_file_is_checked_at_start() {
-        let dir = std::env::temp_dir().join(format!("ws-pod-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = dir.join("ca.pem");
-        std::fs::write(&good, include_bytes!("../tests/data/test-ca.pem")).unwrap();
-        let empty = dir.join("empty.pem");
-        std::fs::write(&empty, "not a certificate").unwrap();
-        let with_ca = |url: &str, path: &std::path::Path| Config {
-            redis_url: Some(url.into()),
-            redis_ca_file: Some(path.to_path_buf()),
+        let err = bad.resolve().unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(err.to_string().contains("--redis-url"), "{err}");
+        let good = Config {
+            redis: RedisArgs::url("redis://127.0.0.1:6379"),
             ..with_token()
         };
-        assert!(with_ca("rediss://127.0.0.1:6380", &good).resolve().is_ok());
-        let err = with_ca("rediss://127.0.0.1:6380", &empty)
-            .resolve()
-            .unwrap_err();
-        assert!(err.to_string().contains("no PEM certificate"), "{err}");
-        let err = with_ca("redis://127.0.0.1:6379", &good)
-            .resolve()
-            .unwrap_err();
-        assert!(err.to_string().contains("rediss://"), "{err}");
-        let missing = with_ca("rediss://127.0.0.1:6380", &dir.join("nope.pem"));
-        assert!(matches!(missing.resolve(), Err(Error::RedisCaFile { .. })));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(good.resolve().unwrap().redis.is_some());
     }
 
     #[test]

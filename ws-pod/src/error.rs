@@ -39,19 +39,6 @@ pub enum Error {
     #[error("admin server: {0}")]
     Admin(#[source] std::io::Error),
 
-    /// `--redis-ca-file` could not be read.
-    #[error("cannot read redis CA file {path}: {source}")]
-    RedisCaFile {
-        /// The file named by `--redis-ca-file`.
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// The Redis URL could not be understood.
-    #[error("invalid redis url: {0}")]
-    RedisUrl(#[source] redis::RedisError),
-
     /// `ws-pod probe` failed; the message says at which step.
     #[error("probe failed: {0}")]
     Probe(String),

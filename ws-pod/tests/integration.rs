@@ -14,7 +14,7 @@ use wsring_core::testkit::{free_port, RedisServer};
 
 fn with_redis(pod_name: &str, redis: &RedisServer) -> Config {
     Config {
-        redis_url: Some(redis.url()),
+        redis: wsring_core::redis_args::RedisArgs::url(redis.url()),
         cluster: "itest".into(),
         ..config(pod_name)
     }

@@ -19,4 +19,8 @@ pub enum Error {
     /// as configured.
     #[error("invalid origin allow-list: {0}")]
     InvalidOrigin(String),
+    /// The Redis flags are unusable (bad URL, unreadable or empty CA file, a
+    /// CA with a plain `redis://` URL); the message names the flag.
+    #[error("redis settings: {0}")]
+    RedisConfig(String),
 }

@@ -9,6 +9,8 @@
 //!   bounded-load option, and the diff of owners between two rings.
 //! - [`protocol`]: Redis channel names, reset messages, headers and close codes.
 //! - [`origin`]: browser `Origin` allow-list syntax and matching (router and operator).
+//! - `redis_args` (feature `redis-client`): the Redis flags and client shared by
+//!   router and ws-pod.
 //! - [`error`]: the crate's error type.
 //! - `testkit` (feature `testkit`): real redis-server and free ports for tests.
 
@@ -16,6 +18,8 @@ pub mod error;
 pub mod hash;
 pub mod origin;
 pub mod protocol;
+#[cfg(feature = "redis-client")]
+pub mod redis_args;
 pub mod ring;
 #[cfg(feature = "testkit")]
 pub mod testkit;
