@@ -10,12 +10,12 @@
 //!   go; checks that exactly the moved connections are reset ([`soak`]).
 //!
 //! Layout: `dev/` (local mode), `bench/` (load client and reports), `soak/`
-//! (soak test), `http.rs` (small admin HTTP client), `logging.rs` (tracing set-up).
+//! (soak test), `http.rs` (small admin HTTP client); `procfs` (process memory
+//! readings) is in the package's library, shared with the tests.
 
 mod bench;
 mod dev;
 mod http;
-mod logging;
 mod soak;
 
 use clap::{Parser, Subcommand};
@@ -47,7 +47,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    logging::init();
+    wsring_core::logging::init();
     match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
         Command::Router(config) => {

@@ -18,10 +18,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
 use wsring_core::protocol::CLOSE_RING_MOVED;
 use wsring_core::testkit::{free_port, RedisServer};
+
+mod support;
+use support::wsring_command;
 
 const TOKEN: &str = "sec-token";
 const PASSWORD: &str = "redis-s3cret";
@@ -47,21 +50,14 @@ fn wsring(role: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         ([127, 0, 0, 1], free_port()).into(),
         ([127, 0, 0, 1], free_port()).into(),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_wsring"))
-        .arg(role)
+    let child = wsring_command(role)
         .args(["--listen", &listen.to_string()])
         .args(["--admin-listen", &admin.to_string()])
         .args(["--cluster", CLUSTER])
         .args(args)
         .env("WSRING_TOKEN", TOKEN)
         .envs(env.iter().copied())
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or("warn".into()),
-        )
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn wsring");
     Proc {

@@ -7,21 +7,18 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod support;
+use support::wsring_command;
+
 /// Run `wsring soak` with 300 connections on 3 pods and `extra` arguments;
 /// its JSON report, after checking it passed.
 async fn soak(extra: &[&str]) -> Value {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsring"))
-        .args(["soak", "--connections", "300", "--pods", "3"])
+    let run = wsring_command("soak")
+        .args(["--connections", "300", "--pods", "3"])
         .args(["--interval-secs", "3", "--duration-secs", "60"])
         .args(["--message-interval-ms", "1000", "--json"])
         .args(extra)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or("warn".into()),
-        )
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .output();
     // Generous: the soak itself takes ~10-20 s; the machine is shared.
     let output = tokio::time::timeout(Duration::from_secs(240), run)

@@ -514,21 +514,37 @@ mod tests {
         assert_eq!(cond(&status, "Degraded"), ("False", "AsExpected"));
     }
 
-    #[tokio::test]
-    async fn scale_up_publishes_a_new_ring_and_notifies_the_router() {
+    /// What one scaling reconcile produced.
+    struct Scaled {
+        action: Result<Action, Error>,
+        ring: RingSpec,
+        events: Vec<serde_json::Value>,
+        status: crate::crd::WebSocketClusterStatus,
+        router_got: RingSpec,
+        authorization: String,
+    }
+
+    /// A settled cluster with `published` (on 3 pods) scaled to `replicas`, all
+    /// ready: the API calls every ring change makes, in order (token, pod
+    /// slices, ring ConfigMap, router slices, children, ingress, one
+    /// RingUpdated event, status), and what a real HTTP router received.
+    async fn scale_to(replicas: i32, published: RingSpec) -> Scaled {
         let router = FakeRouter::start().await;
-        let published = ring(3, 3);
-        let wsc = settled(3, &published).with_replicas(4).with_generation(2);
+        let wsc = settled(3, &published)
+            .with_replicas(replicas)
+            .with_generation(2);
         let (w, port) = (wsc.clone(), router.port());
+        let ready = replicas as u32;
         let (action, (ring, events, status)) = run_scenario(wsc, move |mut api| {
             async move {
                 api.token_exists().await;
-                api.pod_slices(&[ready_pods(4)]).await;
+                api.pod_slices(&[ready_pods(ready as usize)]).await;
                 api.ring_configmap(Some(ring_cm(&published))).await;
                 let ring = api.ring_applied().await;
                 api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
                     .await;
-                api.children_applied(&w, sts_status(4, 4), 2).await;
+                api.children_applied(&w, sts_status(replicas, replicas), 2)
+                    .await;
                 api.ingress_absent().await;
                 let events = api.events(&["RingUpdated"]).await;
                 let status = api.status_applied(&w).await;
@@ -537,57 +553,53 @@ mod tests {
             .boxed()
         })
         .await;
-        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
-        assert_eq!(ring.version, 4);
+        let got = router.received().await;
+        Scaled {
+            action,
+            ring,
+            events,
+            status,
+            router_got: got.ring,
+            authorization: got.authorization,
+        }
+    }
+
+    #[tokio::test]
+    async fn scale_up_publishes_a_new_ring_and_notifies_the_router() {
+        let s = scale_to(4, ring(3, 3)).await;
+        assert_eq!(s.action.unwrap(), Action::requeue(RESYNC));
+        assert_eq!(s.ring.version, 4);
         assert_eq!(
-            ring.member_names(),
+            s.ring.member_names(),
             ["chat-0", "chat-1", "chat-2", "chat-3"]
         );
-        assert_eq!(ring.members[3].addr, "10.244.0.13:8081");
-        assert_eq!(ring.members[3].admin, "10.244.0.13:9091");
-        assert_eq!(events[0]["note"], "ring version 4: 4 members, added chat-3");
-        let got = router.received().await;
-        assert_eq!(got.ring, ring);
-        assert_eq!(got.authorization, "Bearer s3cret");
-        assert_eq!(status.ring_version, 4);
-        assert_eq!(status.ready_replicas, 4);
-        assert_eq!(status.observed_generation, Some(2));
-        assert_eq!(cond(&status, "Ready"), ("True", "AllMembersReady"));
+        assert_eq!(s.ring.members[3].addr, "10.244.0.13:8081");
+        assert_eq!(s.ring.members[3].admin, "10.244.0.13:9091");
+        assert_eq!(
+            s.events[0]["note"],
+            "ring version 4: 4 members, added chat-3"
+        );
+        assert_eq!(s.router_got, s.ring);
+        assert_eq!(s.authorization, "Bearer s3cret");
+        assert_eq!(s.status.ring_version, 4);
+        assert_eq!(s.status.ready_replicas, 4);
+        assert_eq!(s.status.observed_generation, Some(2));
+        assert_eq!(cond(&s.status, "Ready"), ("True", "AllMembersReady"));
     }
 
     #[tokio::test]
     async fn scale_down_removes_the_member_and_bumps_once() {
-        let router = FakeRouter::start().await;
-        let published = ring(4, 3);
-        let wsc = settled(3, &published).with_replicas(2).with_generation(2);
-        let (w, port) = (wsc.clone(), router.port());
-        let (action, (ring, events, status)) = run_scenario(wsc, move |mut api| {
-            async move {
-                api.token_exists().await;
-                api.pod_slices(&[ready_pods(2)]).await;
-                api.ring_configmap(Some(ring_cm(&published))).await;
-                let ring = api.ring_applied().await;
-                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
-                    .await;
-                api.children_applied(&w, sts_status(2, 2), 2).await;
-                api.ingress_absent().await;
-                let events = api.events(&["RingUpdated"]).await;
-                let status = api.status_applied(&w).await;
-                (api, (ring, events, status))
-            }
-            .boxed()
-        })
-        .await;
-        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
-        assert_eq!(ring.version, 5);
-        assert_eq!(ring.member_names(), ["chat-0", "chat-1"]);
+        let s = scale_to(2, ring(4, 3)).await;
+        assert_eq!(s.action.unwrap(), Action::requeue(RESYNC));
+        assert_eq!(s.ring.version, 5);
+        assert_eq!(s.ring.member_names(), ["chat-0", "chat-1"]);
         assert_eq!(
-            events[0]["note"],
+            s.events[0]["note"],
             "ring version 5: 2 members, removed chat-2"
         );
-        assert_eq!(router.received().await.ring.version, 5);
-        assert_eq!(status.members, ["chat-0", "chat-1"]);
-        assert_eq!(cond(&status, "Ready"), ("True", "AllMembersReady"));
+        assert_eq!(s.router_got.version, 5);
+        assert_eq!(s.status.members, ["chat-0", "chat-1"]);
+        assert_eq!(cond(&s.status, "Ready"), ("True", "AllMembersReady"));
     }
 
     #[tokio::test]

@@ -123,18 +123,9 @@ pub fn arcs(ring: &Ring) -> Vec<Arc01> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wsring_core::Member;
 
     fn ring(names: &[&str]) -> Ring {
-        let members = names
-            .iter()
-            .map(|n| Member {
-                name: n.to_string(),
-                addr: format!("{n}:1"),
-                admin: String::new(),
-            })
-            .collect();
-        Ring::build(RingSpec::new(1, 16, None, members).unwrap()).unwrap()
+        wsring_core::testkit::ring(1, 16, names)
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// wsring router: routes WebSocket upgrades to the pod owning the routing key.
 #[derive(Parser, Debug)]
@@ -14,22 +13,11 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
+    wsring_core::logging::init();
     let cli = Cli::parse();
     wsring_router::run(cli.config, shutdown_signal())
         .await
         .context("wsring-router failed")
-}
-
-/// `RUST_LOG` filter (default `info`); JSON lines with `WSRING_LOG_FORMAT=json`.
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("WSRING_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).

@@ -236,18 +236,9 @@ impl Drop for Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wsring_core::{Member, RingSpec};
 
     fn ring(version: u64, names: &[&str]) -> Ring {
-        let members = names
-            .iter()
-            .map(|n| Member {
-                name: n.to_string(),
-                addr: format!("{n}:1"),
-                admin: String::new(),
-            })
-            .collect();
-        Ring::build(RingSpec::new(version, 64, None, members).unwrap()).unwrap()
+        wsring_core::testkit::ring(version, 64, names)
     }
 
     fn registry() -> Arc<Registry> {

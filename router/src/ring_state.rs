@@ -81,18 +81,9 @@ impl RingState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wsring_core::Member;
 
     fn spec(version: u64, names: &[&str]) -> RingSpec {
-        let members = names
-            .iter()
-            .map(|n| Member {
-                name: n.to_string(),
-                addr: format!("{n}:8081"),
-                admin: format!("{n}:9091"),
-            })
-            .collect();
-        RingSpec::new(version, 16, None, members).unwrap()
+        wsring_core::testkit::ring_spec(version, 16, names)
     }
 
     #[test]

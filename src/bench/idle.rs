@@ -20,6 +20,8 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use wsring::procfs::{children_of, rss_kib, tree_rss_kib, ProcError};
+
 use super::setup::{self, Bench};
 
 /// Handshakes in flight at once while opening connections.
@@ -90,11 +92,11 @@ pub async fn measure(bench: &mut Bench, connections: usize) -> anyhow::Result<Ve
     let router = bench.router.addr;
     drop(open_idle(router, WARMUP_CONNECTIONS, true).await?);
     wait_open(bench, pod_admin, 0).await?;
-    let router_before = settled_rss(|| setup::rss_kib(router_pid)).await?;
-    let pod_before = settled_rss(|| setup::rss_kib(pod_pid)).await?;
+    let router_before = settled_rss(|| rss_kib(router_pid)).await?;
+    let pod_before = settled_rss(|| rss_kib(pod_pid)).await?;
     let held = open_idle(router, connections, true).await?;
-    let router_after = settled_rss(|| setup::rss_kib(router_pid)).await?;
-    let pod_after = settled_rss(|| setup::rss_kib(pod_pid)).await?;
+    let router_after = settled_rss(|| rss_kib(router_pid)).await?;
+    let pod_after = settled_rss(|| rss_kib(pod_pid)).await?;
     bench.check_alive()?;
     let router_open = setup::active_connections(&bench.http, bench.router.admin)
         .await
@@ -124,14 +126,14 @@ pub async fn measure(bench: &mut Bench, connections: usize) -> anyhow::Result<Ve
         let (addr, pid) = (nginx.addr, nginx.proc.pid().context("nginx is gone")?);
         drop(open_idle(addr, WARMUP_CONNECTIONS, false).await?);
         wait_open(bench, pod_admin, 0).await?;
-        let before = settled_rss(|| setup::tree_rss_kib(pid)).await?;
+        let before = settled_rss(|| tree_rss_kib(pid)).await?;
         let held = open_idle(addr, connections, false).await?;
-        let after = settled_rss(|| setup::tree_rss_kib(pid)).await?;
+        let after = settled_rss(|| tree_rss_kib(pid)).await?;
         bench.check_alive()?;
         let pod_open = setup::active_connections(&bench.http, pod_admin).await.ok();
         check_count("ws-pod behind nginx", pod_open, connections)?;
         drop(held);
-        let workers = setup::children_of(pid).len();
+        let workers = children_of(pid).len();
         rows.push(row(
             &format!("nginx (master + {workers} workers)"),
             connections,
@@ -179,7 +181,7 @@ async fn wait_open(bench: &Bench, admin: SocketAddr, n: u64) -> anyhow::Result<(
 }
 
 /// Sample RSS until two samples [`SETTLE_STEP`] apart agree within 1 %.
-async fn settled_rss(read: impl Fn() -> anyhow::Result<u64>) -> anyhow::Result<u64> {
+async fn settled_rss(read: impl Fn() -> Result<u64, ProcError>) -> anyhow::Result<u64> {
     let deadline = tokio::time::Instant::now() + SETTLE_MAX;
     let mut last = read()?;
     loop {

@@ -20,6 +20,7 @@ use hyper::Method;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
+use wsring::procfs::children_of;
 use wsring_core::{Member, Ring, RingSpec};
 
 use crate::dev::supervisor::{free_port, wait_for_port};
@@ -279,21 +280,13 @@ fn loopback(port: u16) -> SocketAddr {
 fn start_pod(exe: &Path, dir: &Path, name: &str) -> anyhow::Result<Pod> {
     let addr = loopback(free_port()?);
     let admin = loopback(free_port()?);
-    let (log, out, err) = log_file(dir, name)?;
-    let child = Command::new(exe)
-        .arg("pod")
-        .args(["--listen", &addr.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .args(["--pod-name", name])
-        .args(["--cluster", CLUSTER])
-        .env("WSRING_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("spawning {name}"))?;
+    let (log, child) = spawn_role(
+        exe,
+        dir,
+        ("pod", name),
+        (addr, admin),
+        &["--pod-name", name],
+    )?;
     Ok(Pod {
         name: name.to_owned(),
         addr,
@@ -306,16 +299,22 @@ fn start_pod(exe: &Path, dir: &Path, name: &str) -> anyhow::Result<Pod> {
     })
 }
 
-fn start_router(exe: &Path, dir: &Path) -> anyhow::Result<Router> {
-    let addr = loopback(free_port()?);
-    let admin = loopback(free_port()?);
-    let (log, out, err) = log_file(dir, "router")?;
+/// Spawn `wsring ROLE` (`role` = subcommand, log name) on `listen`/`admin`
+/// with the bench cluster and token, logging to a file in `dir`.
+fn spawn_role(
+    exe: &Path,
+    dir: &Path,
+    (role, name): (&str, &str),
+    (listen, admin): (SocketAddr, SocketAddr),
+    extra: &[&str],
+) -> anyhow::Result<(PathBuf, Child)> {
+    let (log, out, err) = log_file(dir, name)?;
     let child = Command::new(exe)
-        .arg("router")
-        .args(["--listen", &addr.to_string()])
+        .arg(role)
+        .args(["--listen", &listen.to_string()])
         .args(["--admin-listen", &admin.to_string()])
-        .args(["--router-id", "bench-router"])
         .args(["--cluster", CLUSTER])
+        .args(extra)
         .env("WSRING_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -323,7 +322,20 @@ fn start_router(exe: &Path, dir: &Path) -> anyhow::Result<Router> {
         .stderr(err)
         .kill_on_drop(true)
         .spawn()
-        .context("spawning the router")?;
+        .with_context(|| format!("spawning {name}"))?;
+    Ok((log, child))
+}
+
+fn start_router(exe: &Path, dir: &Path) -> anyhow::Result<Router> {
+    let addr = loopback(free_port()?);
+    let admin = loopback(free_port()?);
+    let (log, child) = spawn_role(
+        exe,
+        dir,
+        ("router", "router"),
+        (addr, admin),
+        &["--router-id", "bench-router"],
+    )?;
     Ok(Router {
         addr,
         admin,
@@ -552,46 +564,6 @@ pub fn loadavg() -> Option<String> {
     )
 }
 
-/// Resident set size of a process in KiB (`VmRSS` in `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
-}
-
-/// Direct children of `pid` (nginx workers), from `/proc/*/stat`.
-pub fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                // Fields after the command name, which is in parentheses and may contain spaces.
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 1..];
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
-        .collect()
-}
-
-/// RSS of a process plus its direct children in KiB (nginx master + workers).
-pub fn tree_rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let mut total = rss_kib(pid)?;
-    for child in children_of(pid) {
-        total += rss_kib(child).unwrap_or(0);
-    }
-    Ok(total)
-}
-
 /// The value of the first unlabelled sample whose name ends in `suffix` in a
 /// Prometheus text exposition (e.g. `…_active_connections`).
 pub fn metric_value(text: &str, suffix: &str) -> Option<f64> {
@@ -644,8 +616,7 @@ mod tests {
     }
 
     #[test]
-    fn own_rss_and_cpu_are_readable() {
-        assert!(rss_kib(std::process::id()).unwrap() > 0);
+    fn own_cpu_time_is_readable() {
         let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(30) {}
         assert!(cpu_time(std::process::id()).unwrap() > Duration::ZERO);

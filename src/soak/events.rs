@@ -104,18 +104,9 @@ pub fn attribute(needed: &BTreeSet<usize>, closes: &[Close], crash: bool) -> Att
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wsring_core::{Member, RingSpec};
 
     fn ring(version: u64, names: &[&str]) -> Ring {
-        let members = names
-            .iter()
-            .map(|n| Member {
-                name: n.to_string(),
-                addr: format!("{n}:1"),
-                admin: format!("{n}:2"),
-            })
-            .collect();
-        Ring::build(RingSpec::new(version, 64, None, members).unwrap()).unwrap()
+        wsring_core::testkit::ring(version, 64, names)
     }
 
     fn close(client: usize, code: Option<u16>) -> Close {

@@ -19,7 +19,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use wsring_core::{Ring, RingSpec};
 
-use crate::bench::setup::{children_of, metric_value, rss_kib};
+use wsring::procfs::{children_of, rss_kib};
+
+use crate::bench::setup::metric_value;
 use crate::dev::supervisor::{free_port, wait_for_port};
 use crate::http::{self, HttpClient};
 

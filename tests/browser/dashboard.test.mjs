@@ -2,17 +2,14 @@
 // by playwright-core) against a real `wsring dev`: the ring is drawn, pods and
 // connection counts are listed, and the local-mode buttons add, stop and crash
 // pods. A screenshot goes to target/dashboard.png.
-// WSRING_BIN points at the wsring binary (default: the debug build).
+// `wsring dev` is started by tests/node/dev.mjs (WSRING_BIN: the wsring binary).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { startDev } from '../node/dev.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = process.env.WSRING_BIN ?? `${root}target/debug/wsring`;
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const TOKEN = 'dashboard-token';
 let dev;
@@ -20,28 +17,10 @@ let browser;
 let admin;
 let pub;
 
-async function freePort() {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  return port;
-}
-
 before(async () => {
-  const [p, a, c] = [await freePort(), await freePort(), await freePort()];
-  dev = spawn(BIN, ['dev', '--pods', '3', '--builtin-bus', '--token', TOKEN,
-    '--listen', `127.0.0.1:${p}`, '--admin-listen', `127.0.0.1:${a}`, '--control-listen', `127.0.0.1:${c}`],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
-  let out = '';
-  dev.stdout.on('data', (d) => { out += d; });
-  const deadline = Date.now() + 60_000;
-  while (!out.includes('WSRING_DEV_READY')) {
-    if (Date.now() > deadline || dev.exitCode !== null) throw new Error(`wsring dev did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  admin = `http://127.0.0.1:${a}`;
-  pub = `ws://127.0.0.1:${p}`;
+  dev = await startDev({ token: TOKEN });
+  admin = dev.adminUrl;
+  pub = dev.publicUrl.replace(/\/$/, '');
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -51,7 +30,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  dev?.kill('SIGTERM');
+  dev?.stop();
 });
 
 /** Open `n` WebSocket connections from the page itself (real browser clients). */

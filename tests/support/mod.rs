@@ -23,6 +23,21 @@ use wsring_core::{Ring, RingSpec};
 /// Generous upper bound for anything a test waits on, so a broken build fails instead of hanging.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// `wsring SUBCOMMAND` as the tests run it: the test's `RUST_LOG` (default
+/// `warn`), stderr shown with the test output, killed when dropped.
+pub fn wsring_command(subcommand: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsring"));
+    command
+        .arg(subcommand)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or("warn".into()),
+        )
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
+}
+
 /// A running `wsring dev` with its own Redis.
 pub struct Dev {
     child: Child,
@@ -49,8 +64,7 @@ impl Dev {
     pub async fn start_with(pods: usize, extra: &[&str]) -> Dev {
         let redis = RedisServer::start();
         let (public, admin, control) = (free_port(), free_port(), free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
-            .arg("dev")
+        let mut child = wsring_command("dev")
             .args(["--pods", &pods.to_string()])
             .args(["--listen", &format!("127.0.0.1:{public}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
@@ -58,13 +72,7 @@ impl Dev {
             .args(["--redis", &redis.url()])
             .args(["--token", "test-token"])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("warn".into()),
-            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn wsring dev");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -468,22 +476,4 @@ pub fn sigkill(pid: u32) {
     .expect("kill -9");
 }
 
-/// Direct children of `pid`, from `/proc/*/stat`.
-pub fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // Fields after the command name (in parentheses, may contain spaces).
-                    let rest = &s[s.rfind(')')? + 1..];
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
-        .collect()
-}
+pub use wsring::procfs::children_of;

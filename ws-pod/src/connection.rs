@@ -460,25 +460,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn invalid_utf8_closes_with_1007() {
-        let (server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let task = spawn_echo(server, mailbox, shutdown);
-        let bad = Frame::message(vec![0xce, 0xba, 0xff], OpCode::Data(Data::Text), true);
-        client.send(Message::Frame(bad)).await.unwrap();
-        assert_eq!(expect_close(&mut client).await.0, 1007);
-        assert_eq!(task.await.unwrap(), Ending::ClientRefused(1007));
-    }
-
-    #[tokio::test]
-    async fn protocol_errors_close_with_1002() {
-        let (server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let task = spawn_echo(server, mailbox, shutdown);
-        let reserved = Frame::message(b"x".to_vec(), OpCode::Data(Data::Reserved(3)), true);
-        client.send(Message::Frame(reserved)).await.unwrap();
-        assert_eq!(expect_close(&mut client).await.0, 1002);
-        assert_eq!(task.await.unwrap(), Ending::ClientRefused(1002));
+    async fn bad_frames_are_refused_with_their_close_code() {
+        let invalid_utf8 = Frame::message(vec![0xce, 0xba, 0xff], OpCode::Data(Data::Text), true);
+        let reserved_opcode = Frame::message(b"x".to_vec(), OpCode::Data(Data::Reserved(3)), true);
+        for (frame, code) in [(invalid_utf8, 1007), (reserved_opcode, 1002)] {
+            let (server, mut client) = pair(1024).await;
+            let (mailbox, shutdown) = setup();
+            let task = spawn_echo(server, mailbox, shutdown);
+            client.send(Message::Frame(frame)).await.unwrap();
+            assert_eq!(expect_close(&mut client).await.0, code);
+            assert_eq!(task.await.unwrap(), Ending::ClientRefused(code));
+        }
     }
 
     #[tokio::test]

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use ws_pod::{Config, ProbeArgs};
 
 /// wsring pod sidecar: terminates WebSocket in front of the app.
@@ -27,7 +26,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
+    wsring_core::logging::init();
     match dispatch(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -65,18 +64,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
-}
-
-/// `RUST_LOG` filter (default `info`), JSON lines when `WSRING_LOG_FORMAT=json`, to stderr.
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("WSRING_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

@@ -11,11 +11,14 @@
 //! - [`origin`]: browser `Origin` allow-list syntax and matching (router and operator).
 //! - `redis_args` (feature `redis-client`): the Redis flags and client shared by
 //!   router and ws-pod.
+//! - `logging` (feature `logging`): tracing set-up of the binaries.
 //! - [`error`]: the crate's error type.
 //! - `testkit` (feature `testkit`): real redis-server and free ports for tests.
 
 pub mod error;
 pub mod hash;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod origin;
 pub mod protocol;
 #[cfg(feature = "redis-client")]

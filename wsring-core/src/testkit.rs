@@ -1,5 +1,6 @@
 //! Test support shared by every crate's tests (feature `testkit`, dev-only):
-//! a real `redis-server` on a free loopback port, stopped by pid on drop.
+//! a real `redis-server` on a free loopback port, stopped by pid on drop, and
+//! rings of named members.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +12,25 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
+}
+
+/// A valid ring document of members `names` (addresses `NAME:8081`, admin
+/// `NAME:9091`) with `vnodes` virtual nodes each.
+pub fn ring_spec(version: u64, vnodes: u32, names: &[&str]) -> crate::RingSpec {
+    let members = names
+        .iter()
+        .map(|n| crate::Member {
+            name: n.to_string(),
+            addr: format!("{n}:8081"),
+            admin: format!("{n}:9091"),
+        })
+        .collect();
+    crate::RingSpec::new(version, vnodes, None, members).expect("a valid test ring")
+}
+
+/// The ring built from [`ring_spec`].
+pub fn ring(version: u64, vnodes: u32, names: &[&str]) -> crate::Ring {
+    crate::Ring::build(ring_spec(version, vnodes, names)).expect("a valid test ring")
 }
 
 /// A `redis-server` child process owned by one test.

@@ -1,27 +1,15 @@
 // End-to-end: the client against a real `wsring dev` (router + pods as
-// processes). WSRING_BIN points at the wsring binary (default: the debug build).
+// processes), started by tests/node/dev.mjs (WSRING_BIN: the wsring binary).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { WsringClient } from '../wsring-client.mjs';
+import { startDev } from '../../../tests/node/dev.mjs';
 
-const BIN = process.env.WSRING_BIN ?? fileURLToPath(new URL('../../../target/debug/wsring', import.meta.url));
 const TOKEN = 'js-test-token';
 let dev;
 let base;
 let control;
-
-async function freePort() {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  return port;
-}
 
 async function api(method, path) {
   const res = await fetch(`${control}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}` } });
@@ -51,18 +39,12 @@ function client(key) {
 }
 
 before(async () => {
-  const [pub, admin, ctl] = [await freePort(), await freePort(), await freePort()];
-  dev = spawn(BIN, ['dev', '--pods', '3', '--builtin-bus', '--token', TOKEN,
-    '--listen', `127.0.0.1:${pub}`, '--admin-listen', `127.0.0.1:${admin}`, '--control-listen', `127.0.0.1:${ctl}`],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } });
-  let out = '';
-  dev.stdout.on('data', (d) => { out += d; });
-  await until(() => out.includes('WSRING_DEV_READY'), 'wsring dev', 60_000);
-  base = `ws://127.0.0.1:${pub}/`;
-  control = `http://127.0.0.1:${ctl}`;
+  dev = await startDev({ token: TOKEN });
+  base = dev.publicUrl;
+  control = dev.controlUrl;
 });
 
-after(() => dev?.kill('SIGTERM'));
+after(() => dev?.stop());
 
 test('exposes the pod, reconnects at once on 4001 to the new owner, backs off after a crash', async () => {
   const clients = Array.from({ length: 24 }, (_, i) => client(`js-user-${i}`));
