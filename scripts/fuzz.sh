@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cargo-fuzz (libFuzzer) targets of fuzz/: router key extraction, control
-# messages, ring documents. Each target runs for FUZZ_SECONDS (default 30),
+# messages, ring documents, Origin allow-lists. Each target runs for FUZZ_SECONDS (default 30),
 # starting from the committed seeds in fuzz/corpus/<target> (read-only) plus
 # what earlier runs found in fuzz/work/<target> (git-ignored). Crashes are
 # written to fuzz/artifacts/<target>/ and fail the script.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
 sanitizer=${FUZZ_SANITIZER:-address}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(key_extraction control_message ring_document)
+[ ${#targets[@]} -gt 0 ] || targets=(key_extraction control_message ring_document origin_allow_list)
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 
