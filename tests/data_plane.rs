@@ -13,9 +13,21 @@ use wsring_core::Ring;
 /// A moment to let anything that should not happen show up.
 const QUIET: Duration = Duration::from_millis(300);
 
+/// `wsring dev` arguments that make the router reach pods over HTTP/2.
+const OVER_H2: &[&str] = &["--router-arg=--pod-transport=h2"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_is_consistent_for_1000_keys() {
-    let dev = Dev::start(3).await;
+    routing_is_consistent(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_is_consistent_for_1000_keys_over_h2() {
+    routing_is_consistent(OVER_H2).await;
+}
+
+async fn routing_is_consistent(dev_args: &[&str]) {
+    let dev = Dev::start_with(3, dev_args).await;
     let ring = dev.wait_for_members(&["pod-0", "pod-1", "pod-2"]).await;
     let keys = keys(1000);
     let clients = connect_all(&dev, &keys).await;
@@ -45,7 +57,16 @@ async fn routing_is_consistent_for_1000_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_3_to_4_to_3_resets_exactly_the_moved_clients() {
-    let dev = Dev::start(3).await;
+    scaling_3_to_4_to_3(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_3_to_4_to_3_resets_exactly_the_moved_clients_over_h2() {
+    scaling_3_to_4_to_3(OVER_H2).await;
+}
+
+async fn scaling_3_to_4_to_3(dev_args: &[&str]) {
+    let dev = Dev::start_with(3, dev_args).await;
     let before = dev.wait_for_members(&["pod-0", "pod-1", "pod-2"]).await;
     let keys = keys(1000);
     let mut clients = connect_all(&dev, &keys).await;
@@ -129,7 +150,16 @@ async fn transition(clients: &mut [Client], old: &Ring, new: &Ring, dev: &Dev) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_pod_clients_land_on_live_pods() {
-    let dev = Dev::start(3).await;
+    crashed_pod_clients_land_on_live_pods_with(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_pod_clients_land_on_live_pods_over_h2() {
+    crashed_pod_clients_land_on_live_pods_with(OVER_H2).await;
+}
+
+async fn crashed_pod_clients_land_on_live_pods_with(dev_args: &[&str]) {
+    let dev = Dev::start_with(3, dev_args).await;
     dev.wait_for_members(&["pod-0", "pod-1", "pod-2"]).await;
     let keys = keys(300);
     let mut clients = connect_all(&dev, &keys).await;
@@ -273,7 +303,17 @@ async fn bad_upgrade_requests_get_clear_errors_before_the_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_frame_closes_only_that_client_with_1009() {
-    let dev = Dev::start_with(2, &["--pod-arg=--max-message-bytes=1024"]).await;
+    oversize_frame_closes_only_that_client(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frame_closes_only_that_client_with_1009_over_h2() {
+    oversize_frame_closes_only_that_client(OVER_H2).await;
+}
+
+async fn oversize_frame_closes_only_that_client(dev_args: &[&str]) {
+    let args = [&["--pod-arg=--max-message-bytes=1024"], dev_args].concat();
+    let dev = Dev::start_with(2, &args).await;
     dev.wait_for_members(&["pod-0", "pod-1"]).await;
     let mut big = Client::connect(&dev.url("big"), "big").await;
     let mut neighbour = Client::connect(&dev.url("big"), "big").await;

@@ -461,7 +461,9 @@ async fn upgrade(router: &Proc, origin: Option<&str>) -> Result<Ws, u16> {
 
 #[tokio::test]
 async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
-    use wsring_operator::crd::{RedisSpec, SecretKeyRef, WebSocketCluster, WebSocketClusterSpec};
+    use wsring_operator::crd::{
+        PodTransport, RedisSpec, SecretKeyRef, WebSocketCluster, WebSocketClusterSpec,
+    };
     use wsring_operator::resources::{router, statefulset};
 
     let dir = tempfile::tempdir().unwrap();
@@ -486,6 +488,7 @@ async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
         "https://*.chat.example.com".into(),
     ];
     spec.router.require_origin = true;
+    spec.router.pod_transport = PodTransport::H2;
     spec.validate().expect("a valid spec");
     let mut wsc = WebSocketCluster::new(CLUSTER, spec);
     wsc.metadata.namespace = Some("testns".into());
@@ -530,7 +533,8 @@ async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
         json!([{"name": "pod-0", "addr": pod.listen.to_string(), "admin": pod.admin.to_string()}]);
     put_ring(&router, 1, member).await;
 
-    // allowedOrigins and requireOrigin reached the router.
+    // allowedOrigins and requireOrigin reached the router (which tunnels
+    // over HTTP/2, podTransport: h2).
     assert_eq!(
         upgrade(&router, Some("https://evil.example")).await.err(),
         Some(403)
@@ -545,6 +549,11 @@ async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
         .expect("an allowed origin is tunnelled");
     ws.send(Message::text("ping")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ping"));
+    let (_, metrics) = get(router.admin, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("wsring_router_pod_connections 1"),
+        "podTransport h2 reached the router: {metrics}"
+    );
 
     // A reset travels router → TLS Redis → pod with the operator's settings.
     move_keys(&router).await;

@@ -92,3 +92,22 @@ async fn soak_crash_closes_only_the_crashed_pods_clients() {
         assert_eq!(e["closes4001"].as_u64(), Some(needed), "{e}");
     }
 }
+
+/// The same with the router reaching pods over HTTP/2 (`--pod-transport h2`):
+/// one socket per client in the router, the same reset accounting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_over_h2_resets_exactly_the_moved_connections() {
+    let report = soak(&["--max-events", "4", "--crash", "--pod-transport", "h2"]).await;
+    assert_eq!(report["podTransport"], "h2");
+    let events = report["events"].as_array().expect("events");
+    assert_eq!(events.len(), 4);
+    for e in &events[..3] {
+        let needed = e["resetsNeeded"].as_u64().unwrap();
+        assert!(needed > 0, "{e}");
+        assert_eq!(e["resetsSent"].as_u64(), Some(needed), "{e}");
+        assert_eq!(e["closes4001"].as_u64(), Some(needed), "{e}");
+    }
+    let crash = &events[3];
+    assert_eq!(crash["crashCloses"], crash["resetsNeeded"], "{crash}");
+    assert_eq!(crash["unexpected"], 0, "{crash}");
+}

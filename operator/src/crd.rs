@@ -186,6 +186,28 @@ impl KeySource {
     }
 }
 
+/// How routers carry WebSockets to pods (router `--pod-transport`).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PodTransport {
+    /// A TCP connection per client connection (HTTP/1.1 upgrade).
+    #[default]
+    Http1,
+    /// One HTTP/2 connection per pod, a stream per client connection
+    /// (RFC 8441): one socket and no ephemeral port per client in the router.
+    H2,
+}
+
+impl PodTransport {
+    /// The router flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodTransport::Http1 => "http1",
+            PodTransport::H2 => "h2",
+        }
+    }
+}
+
 /// Redis connection for reset commands.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -256,6 +278,12 @@ pub struct RouterSpec {
     /// (non-browser clients), which otherwise pass.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_origin: bool,
+    /// How routers reach pods: `http1` (default), a TCP connection per client
+    /// connection; `h2`, one HTTP/2 connection per pod with a stream per
+    /// client connection, for routers holding tens of thousands of
+    /// connections (half the sockets, no ephemeral-port limit per pod).
+    #[serde(default)]
+    pub pod_transport: PodTransport,
 }
 
 /// Shape of one `allowedOrigins` entry checked by the API server; the full
@@ -270,6 +298,7 @@ impl Default for RouterSpec {
             service: RouterServiceSpec::default(),
             allowed_origins: Vec::new(),
             require_origin: false,
+            pod_transport: PodTransport::default(),
         }
     }
 }

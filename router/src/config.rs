@@ -108,6 +108,27 @@ pub struct Config {
     /// Local mode: URL of the launcher's control API, for the dashboard's buttons.
     #[arg(long, env = "WSRING_DASHBOARD_CONTROL_URL")]
     pub dashboard_control_url: Option<String>,
+
+    /// How tunnels reach pods: `http1`, a TCP connection per client
+    /// connection; `h2`, streams of one HTTP/2 connection per pod (RFC 8441),
+    /// one socket per client instead of two (see `pod_h2`).
+    #[arg(
+        long,
+        env = "WSRING_POD_TRANSPORT",
+        value_enum,
+        default_value = "http1"
+    )]
+    pub pod_transport: PodTransport,
+}
+
+/// How the router carries WebSockets to pods (`--pod-transport`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PodTransport {
+    /// One TCP connection per client connection, upgraded with HTTP/1.1.
+    #[default]
+    Http1,
+    /// One HTTP/2 connection per pod, a stream per client connection.
+    H2,
 }
 
 impl Config {
@@ -133,6 +154,7 @@ impl Config {
             handshake_timeout_ms: 10_000,
             drain_timeout_ms: 10_000,
             dashboard_control_url: None,
+            pod_transport: PodTransport::Http1,
         }
     }
 

@@ -21,7 +21,8 @@
 //! - [`registry`]: live tunnels, moved-connection detection, forced close.
 //! - [`resets`]: batched reset publishing and the reset timeout; [`bus`]: Redis.
 //! - [`public`]: public listener (hyper HTTP/1, upgrade only); [`upstream`]:
-//!   the request to the pod; [`tunnel`]: the low-memory byte tunnel.
+//!   the request to the pod; [`tunnel`]: the low-memory byte tunnel;
+//!   [`pod_h2`]: the same over one HTTP/2 connection per pod (`--pod-transport h2`).
 //! - [`admin`]: admin listener (axum): health, metrics, ring, connections, push;
 //!   [`push`]: forwarding pushes to pods; [`metrics`]: Prometheus metrics;
 //!   [`dashboard`]: the live view served at `/`.
@@ -45,6 +46,7 @@ pub mod error;
 pub mod key;
 pub mod metrics;
 pub mod origin;
+pub mod pod_h2;
 pub mod public;
 pub mod push;
 pub mod registry;
@@ -65,7 +67,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wsring_core::RingSpec;
 
-pub use config::{Config, KeySource};
+pub use config::{Config, KeySource, PodTransport};
 pub use error::Error;
 pub use state::ApplyOutcome;
 

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub forced_closes: Counter,
     /// Push API requests by `kind` (`key`, `broadcast`) and `result` (`ok` or an error code).
     pub push_requests: Family<Labels2, Counter>,
+    /// Open HTTP/2 connections to pods (`--pod-transport h2`; 0 with HTTP/1.1).
+    pub pod_connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,6 +69,7 @@ impl Metrics {
             connections_reset: Counter::default(),
             forced_closes: Counter::default(),
             push_requests: Family::default(),
+            pod_connections: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -123,6 +126,11 @@ impl Metrics {
             "wsring_router_push_requests",
             "Push API requests by kind and result",
             m.push_requests.clone(),
+        );
+        r.register(
+            "wsring_router_pod_connections",
+            "Open HTTP/2 connections to pods (--pod-transport h2)",
+            m.pod_connections.clone(),
         );
         m
     }

@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use wsring_core::protocol::{HEADER_POD, HEADER_PREFIX};
 
+use crate::pod_h2;
 use crate::registry::Registration;
 use crate::state::{Route, Shared};
 use crate::tunnel::{self, splice};
@@ -145,17 +146,45 @@ async fn proxy(
         },
     )?;
     let client_upgrade = hyper::upgrade::on(&mut request);
+    let Some(h2_pods) = &shared.h2_pods else {
+        drop(request);
+        let Accepted { response, upgraded } =
+            upstream::exchange(&member, forwarded, shared.handshake_timeout).await?;
+        tracing::debug!(conn = %conn_id, pod = %member.name, "upgraded");
+        shared.tasks.spawn(run_tunnel(
+            client_upgrade,
+            PodSide::Tcp(upgraded),
+            registration,
+            member.name.clone(),
+        ));
+        return Ok(client_response(response, &member.name));
+    };
+    let accept = pod_h2::accept_key(request.headers())?;
     drop(request);
-    let Accepted { response, upgraded } =
-        upstream::exchange(&member, forwarded, shared.handshake_timeout).await?;
-    tracing::debug!(conn = %conn_id, pod = %member.name, "upgraded");
+    let Accepted { response, upgraded } = h2_pods
+        .exchange(&member, forwarded, shared.handshake_timeout)
+        .await?;
+    tracing::debug!(conn = %conn_id, pod = %member.name, "upgraded over HTTP/2");
     shared.tasks.spawn(run_tunnel(
         client_upgrade,
-        upgraded,
+        PodSide::H2Stream(upgraded),
         registration,
         member.name.clone(),
     ));
-    Ok(client_response(response, &member.name))
+    let mut response = client_response(response, &member.name);
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    Ok(response)
+}
+
+/// The pod end of a tunnel.
+enum PodSide {
+    /// An upgraded HTTP/1.1 connection: its TCP stream is spliced directly.
+    Tcp(Upgraded),
+    /// A stream of the pod's HTTP/2 connection.
+    H2Stream(Upgraded),
 }
 
 /// The pod's 101 for the client: its headers minus internal ones, plus `x-wsring-pod`.
@@ -177,18 +206,20 @@ fn client_response(pod: Response<()>, pod_name: &str) -> Response<Full<Bytes>> {
 
 /// Wait for the client side of the upgrade, then tunnel until either side
 /// ends or the router closes the connection (reset timeout, shutdown).
-async fn run_tunnel(
-    client: OnUpgrade,
-    pod: Upgraded,
-    registration: Registration,
-    pod_name: String,
-) {
+async fn run_tunnel(client: OnUpgrade, pod: PodSide, registration: Registration, pod_name: String) {
     let conn_id = registration.id();
     let work = async {
         let client = client.await.map_err(std::io::Error::other)?;
         let (client, client_early) = raw_stream(client)?;
-        let (pod, pod_early) = raw_stream(pod)?;
-        splice(client, client_early, pod, pod_early).await
+        match pod {
+            PodSide::Tcp(pod) => {
+                let (pod, pod_early) = raw_stream(pod)?;
+                splice(client, client_early, pod, pod_early).await
+            }
+            PodSide::H2Stream(pod) => {
+                pod_h2::splice(client, client_early, pod_h2::pod_io(pod)).await
+            }
+        }
     };
     tokio::select! {
         result = work => match result {

@@ -51,6 +51,8 @@ pub struct Shared {
     pub draining: std::sync::atomic::AtomicBool,
     /// Local-mode control API shown by the dashboard.
     pub dashboard_control: Option<String>,
+    /// The pods' HTTP/2 connections with `--pod-transport h2`; `None` for HTTP/1.1.
+    pub h2_pods: Option<crate::pod_h2::H2Pods>,
 }
 
 /// A routed connection: where it goes and its registration.
@@ -104,6 +106,8 @@ impl Shared {
             registry.clone(),
             metrics.clone(),
         ));
+        let h2_pods = (config.pod_transport == crate::config::PodTransport::H2)
+            .then(|| crate::pod_h2::H2Pods::new(metrics.pod_connections.clone()));
         Shared {
             push: PushClient::new(resolved.token.clone(), config.handshake_timeout()),
             router_id: resolved.router_id,
@@ -119,6 +123,7 @@ impl Shared {
             handshake_timeout: config.handshake_timeout(),
             draining: Default::default(),
             dashboard_control: config.dashboard_control_url.clone(),
+            h2_pods,
         }
     }
 
@@ -176,6 +181,9 @@ impl Shared {
             Decision::Apply => {}
         }
         self.ring.replace(ring.clone());
+        if let Some(pods) = &self.h2_pods {
+            pods.prune(ring.members());
+        }
         self.metrics.ring_version.set(ring.version() as i64);
         self.metrics.ring_members.set(ring.members().len() as i64);
         // After the swap every connection routed with an older ring is in the

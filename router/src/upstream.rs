@@ -215,7 +215,7 @@ where
 }
 
 /// Turn a non-101 answer into [`Error::PodRejected`], quoting the start of its body.
-async fn refusal<C>(
+pub(crate) async fn refusal<C>(
     member: &Member,
     response: Response<hyper::body::Incoming>,
     conn: &mut Option<C>,

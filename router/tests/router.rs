@@ -235,6 +235,29 @@ async fn empty_rings_unreachable_and_refusing_pods_are_reported() {
 }
 
 #[tokio::test]
+async fn h2_transport_to_a_pod_without_http2_is_a_clear_502() {
+    let mut config = config();
+    config.pod_transport = wsring_router::PodTransport::H2;
+    let router = TestRouter::start(config).await;
+    // An HTTP/1.1-only pod (an older ws-pod, or something else entirely).
+    let old = FakePod::start("old-0", PodMode::Refuse).await;
+    router.put_ring(&ring(1, vec![old.member()])).await;
+    let request = b"GET /?key=a HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+                    sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let (status, body) = parse_answer(&raw_exchange(router.public, request).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("pod_unreachable"))
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("old-0") && message.contains("HTTP/2"),
+        "{message}"
+    );
+    router.wait_connections(0).await;
+}
+
+#[tokio::test]
 async fn oversized_and_unfinished_handshakes_are_refused() {
     let mut config = config();
     config.handshake_timeout_ms = 300;

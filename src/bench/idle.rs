@@ -54,11 +54,12 @@ pub struct IdleRow {
     pub kib_per_connection: f64,
 }
 
-/// Raise the open-files soft limit to what `connections` need (both sides of
-/// a proxied connection are in one process), raising the hard limit too when
-/// privileged; children inherit it. Returns the soft limit now in force.
-pub fn raise_nofile(connections: usize) -> anyhow::Result<u64> {
-    let wanted = (connections as u64) * 2 + SPARE_FDS;
+/// Raise the open-files soft limit to what `connections` need at
+/// `fds_per_connection` descriptors each in the proxy (2 when both sides of a
+/// proxied connection are sockets of its own), raising the hard limit too
+/// when privileged; children inherit it. Returns the soft limit now in force.
+pub fn raise_nofile(connections: usize, fds_per_connection: u64) -> anyhow::Result<u64> {
+    let wanted = (connections as u64) * fds_per_connection + SPARE_FDS;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(NOFILE)")?;
     if hard < wanted && setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).is_ok() {
         return Ok(wanted);
@@ -74,10 +75,10 @@ pub fn raise_nofile(connections: usize) -> anyhow::Result<u64> {
 /// Descriptors a proxy needs besides its tunnels (listeners, admin, logs, epoll, …).
 const SPARE_FDS: u64 = 512;
 
-/// The most connections a proxy can hold with `nofile` descriptors: two per
-/// connection (client side and pod side) plus spares.
-pub fn fit_nofile(connections: usize, nofile: u64) -> usize {
-    let fit = nofile.saturating_sub(SPARE_FDS) / 2;
+/// The most connections a proxy can hold with `nofile` descriptors at
+/// `fds_per_connection` each, plus spares.
+pub fn fit_nofile(connections: usize, nofile: u64, fds_per_connection: u64) -> usize {
+    let fit = nofile.saturating_sub(SPARE_FDS) / fds_per_connection.max(1);
     connections.min(usize::try_from(fit).unwrap_or(usize::MAX))
 }
 
@@ -295,9 +296,10 @@ mod tests {
 
     #[test]
     fn connections_fit_the_descriptor_limit() {
-        assert_eq!(fit_nofile(10_000, 1_048_576), 10_000);
-        assert_eq!(fit_nofile(10_000, 20_000), 9_744);
-        assert_eq!(fit_nofile(10, 100), 0);
+        assert_eq!(fit_nofile(10_000, 1_048_576, 2), 10_000);
+        assert_eq!(fit_nofile(10_000, 20_000, 2), 9_744);
+        assert_eq!(fit_nofile(10_000, 20_000, 1), 10_000);
+        assert_eq!(fit_nofile(10, 100, 2), 0);
     }
 
     #[test]

@@ -206,7 +206,7 @@ async fn throughput_report(
         load.duration_secs >= 1,
         "--duration-secs must be at least 1"
     );
-    idle::raise_nofile(load.connections)?;
+    idle::raise_nofile(load.connections, 2)?;
     let wants_nginx = load.targets.contains(&throughput::Target::Nginx);
     let plan = Plan {
         pods: load.pods,
@@ -241,9 +241,9 @@ async fn throughput_report(
 
 async fn idle_report(connections: usize, common: &CommonArgs) -> anyhow::Result<IdleReport> {
     anyhow::ensure!(connections >= 1, "--connections must be at least 1");
-    let nofile = idle::raise_nofile(connections)?;
+    let nofile = idle::raise_nofile(connections, 2)?;
     let requested = connections;
-    let connections = idle::fit_nofile(connections, nofile);
+    let connections = idle::fit_nofile(connections, nofile, 2);
     anyhow::ensure!(
         connections >= 1,
         "the open-files limit ({nofile}) leaves no room"

@@ -25,6 +25,8 @@ use clap::Args;
 use tokio::time::Instant;
 use wsring_core::Ring;
 
+use wsring_router::PodTransport;
+
 use crate::bench::idle::{fit_nofile, raise_nofile};
 use events::Kind;
 use fleet::Fleet;
@@ -63,6 +65,10 @@ pub struct SoakArgs {
     /// Make every second removal a crash (SIGKILL) instead of a graceful stop.
     #[arg(long)]
     pub crash: bool,
+    /// The router's `--pod-transport`: `h2` needs one descriptor per
+    /// connection in the router instead of two.
+    #[arg(long, value_enum, default_value = "http1")]
+    pub pod_transport: PodTransport,
     /// Milliseconds between two echo messages of one client.
     #[arg(long, default_value_t = 5_000)]
     pub message_interval_ms: u64,
@@ -96,8 +102,13 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
 }
 
 async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
-    let nofile = raise_nofile(args.connections)?;
-    let connections = fit_nofile(args.connections, nofile);
+    // The router holds the client's socket and, over HTTP/1.1, one to the pod.
+    let fds_per_connection = match args.pod_transport {
+        PodTransport::Http1 => 2,
+        PodTransport::H2 => 1,
+    };
+    let nofile = raise_nofile(args.connections, fds_per_connection)?;
+    let connections = fit_nofile(args.connections, nofile, fds_per_connection);
     anyhow::ensure!(
         connections >= 1,
         "the open-files limit ({nofile}) leaves no room"
@@ -107,11 +118,13 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
             requested = args.connections,
             connections,
             nofile,
-            "open-files limit too low (the router holds two descriptors per connection); using fewer"
+            fds_per_connection,
+            "open-files limit too low for the router's descriptors; using fewer connections"
         );
     }
-    let plane = Plane::start(args.pods, args.keep_logs).await?;
+    let plane = Plane::start(args.pods, args.pod_transport, args.keep_logs).await?;
     let mut report = SoakReport {
+        pod_transport: format!("{:?}", args.pod_transport).to_lowercase(),
         requested_connections: args.connections,
         connections,
         nofile_limit: nofile,

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use wsring_core::{Ring, RingSpec};
+use wsring_router::PodTransport;
 
 use wsring::procfs::{children_of, rss_kib};
 
@@ -84,7 +85,11 @@ pub struct Plane {
 
 impl Plane {
     /// Start redis-server, then `wsring dev --pods N --redis …`, and wait for its ready line.
-    pub async fn start(pods: usize, keep_logs: bool) -> anyhow::Result<Plane> {
+    pub async fn start(
+        pods: usize,
+        transport: PodTransport,
+        keep_logs: bool,
+    ) -> anyhow::Result<Plane> {
         let dir = tempfile::Builder::new()
             .prefix("wsring-soak-")
             .tempdir()
@@ -116,6 +121,10 @@ impl Plane {
             .args(["--admin-listen", &admin.to_string()])
             .args(["--control-listen", &control.to_string()])
             .args(["--redis", &format!("redis://{redis_addr}")])
+            .arg(match transport {
+                PodTransport::Http1 => "--router-arg=--pod-transport=http1",
+                PodTransport::H2 => "--router-arg=--pod-transport=h2",
+            })
             .env("WSRING_TOKEN", TOKEN)
             .env(
                 "RUST_LOG",

@@ -68,6 +68,8 @@ pub struct RssRow {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SoakReport {
+    /// The router's `--pod-transport` (`http1` or `h2`).
+    pub pod_transport: String,
     /// `--connections` as asked.
     pub requested_connections: usize,
     /// Connections actually used (capped by the open-files limit).
@@ -164,10 +166,11 @@ impl SoakReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "## wsring soak: {} connections ({} asked, open-files limit {}), {} pods, {} s, an event every {} s\n",
+            "## wsring soak: {} connections ({} asked, open-files limit {}, pod transport {}), {} pods, {} s, an event every {} s\n",
             self.connections,
             self.requested_connections,
             self.nofile_limit,
+            self.pod_transport,
             self.pods,
             self.duration_secs,
             self.interval_secs

@@ -17,6 +17,7 @@
 //! - [`server`]: bind, serve, drain ([`Server`], [`PodHandle`]).
 //! - `listener`: accept loop and the per-connection task (upgrade → register → relay → close).
 //! - [`handshake`]: what is read from the upgrade request, `x-wsring-pod` on the 101.
+//! - `h2`: WebSockets over HTTP/2 streams from a router with `--pod-transport h2`.
 //! - [`connection`]: the relay between client and app, generic over `Sink`/`Stream`.
 //! - [`app`]: the echo app and the upstream app connection.
 //! - [`mailbox`]: the control channel into one connection task (close orders, pushes).
@@ -36,6 +37,7 @@ pub mod connection;
 pub mod control;
 pub mod drain;
 pub mod error;
+mod h2;
 pub mod handshake;
 mod listener;
 pub mod mailbox;

@@ -3,13 +3,18 @@
 //! One task per client connection, spawned under the [`Drain`]. Everything big
 //! and short-lived (the upgrade, the upstream connect) is boxed, so an idle
 //! connection's task only holds the relay's state.
+//!
+//! A TCP connection that opens with the HTTP/2 preface is a router using
+//! `--pod-transport h2`: it carries many WebSockets at once, each an extended
+//! CONNECT stream (RFC 8441), served by [`crate::h2`] and then run by the same
+//! [`run_connection`] as an HTTP/1.1 upgrade.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -83,9 +88,27 @@ impl Drop for Active<'_> {
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
+    if crate::h2::starts_with_preface(&stream).await {
+        crate::h2::serve(stream, peer, shared).await;
+        return;
+    }
     let Some((mut ws, upgrade)) = Box::pin(upgrade(stream, &shared)).await else {
         return;
     };
+    run_connection(&mut ws, upgrade, peer, &shared).await;
+    Box::pin(linger(ws.get_mut())).await;
+}
+
+/// Register an upgraded connection, relay it to the app until it ends, and
+/// count how it ended; the transport under `ws` is the caller's to close.
+pub(crate) async fn run_connection<S>(
+    ws: &mut WebSocketStream<S>,
+    upgrade: Upgrade,
+    peer: SocketAddr,
+    shared: &Shared,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let id = upgrade.conn_id.clone().unwrap_or_else(|| {
         format!(
             "{}-local-{}",
@@ -101,26 +124,9 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         let ending = match &shared.upstream {
             None => {
                 let (tx, rx) = echo();
-                relay(
-                    &mut ws,
-                    tx,
-                    rx,
-                    registration.mailbox(),
-                    shared.drain.draining(),
-                )
-                .await
+                relay(ws, tx, rx, registration.mailbox(), shared.drain.draining()).await
             }
-            Some(base) => {
-                Box::pin(upstream(
-                    &mut ws,
-                    base,
-                    &id,
-                    upgrade,
-                    &registration,
-                    &shared,
-                ))
-                .await
-            }
+            Some(base) => Box::pin(upstream(ws, base, &id, upgrade, &registration, shared)).await,
         };
         match ending {
             Ending::ClientRefused(CLOSE_TOO_BIG) => {
@@ -134,7 +140,6 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         tracing::debug!(?ending, "connection closed");
         drop(active);
         drop(registration);
-        Box::pin(linger(ws.get_mut())).await;
     }
     .instrument(span)
     .await;
@@ -173,8 +178,8 @@ async fn upgrade(
 }
 
 /// Connect the upstream app (a close order or the drain may come first), then relay.
-async fn upstream(
-    ws: &mut WebSocketStream<TcpStream>,
+async fn upstream<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
     base: &str,
     id: &str,
     upgrade: Upgrade,

@@ -77,6 +77,10 @@ fn container(wsc: &WebSocketCluster) -> Container {
     if router.require_origin {
         env.push(value_env("WSRING_REQUIRE_ORIGIN", "true".to_string()));
     }
+    env.push(value_env(
+        "WSRING_POD_TRANSPORT",
+        router.pod_transport.as_str().to_string(),
+    ));
     env.extend(redis_env(wsc));
     Container {
         name: CONTAINER_NAME.to_string(),
@@ -138,6 +142,7 @@ mod tests {
             "default: every origin"
         );
         assert_eq!(env(&d, "WSRING_REQUIRE_ORIGIN"), None);
+        assert_eq!(env(&d, "WSRING_POD_TRANSPORT").as_deref(), Some("http1"));
         let pod = d.spec.template.spec.unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("chat-router"));
         assert_eq!(

@@ -1,0 +1,157 @@
+//! WebSockets over HTTP/2 from a router with `--pod-transport h2`.
+//!
+//! One TCP connection from a router carries all of its WebSockets to this
+//! pod, each an extended CONNECT stream (`:method CONNECT`, `:protocol
+//! websocket`, RFC 8441) with the same `x-wsring-*` headers as an HTTP/1.1
+//! upgrade. A stream is accepted with 200 (plus `x-wsring-pod`) and then
+//! carries WebSocket frames exactly like an upgraded TCP connection, so the
+//! rest of the pod (registry, resets, pushes, drain) cannot tell the two apart.
+//!
+//! This saves the router one socket and one ephemeral port per client
+//! connection. The pod side takes no flag: a connection that opens with the
+//! HTTP/2 preface is served here, anything else is an HTTP/1.1 upgrade.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::ext::Protocol;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use wsring_core::protocol::HEADER_POD;
+
+use crate::handshake::read_request;
+use crate::listener::{run_connection, Shared, HANDSHAKE_TIMEOUT};
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Streams one router connection may have open: far above any pod's share.
+const MAX_STREAMS: u32 = 1 << 20;
+/// Per-stream receive window: one slow client holds at most this much.
+const STREAM_WINDOW: u32 = 256 * 1024;
+/// Connection receive window (the HTTP/2 maximum): many slow streams can
+/// never stall the others.
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// HTTP/2 PING interval and timeout: a router that vanished without closing
+/// TCP is noticed, and its connections end.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// True when `stream` opens with the HTTP/2 preface (without consuming it).
+/// An HTTP/1.1 request differs in its first byte, so this answers at once.
+pub(crate) async fn starts_with_preface(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; PREFACE.len()];
+    let check = async {
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            if n == 0 || buf[..n] != PREFACE[..n] {
+                return Some(false);
+            }
+            if n == PREFACE.len() {
+                return Some(true);
+            }
+            // A preface split across packets: wait for the rest.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    matches!(
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, check).await,
+        Ok(Some(true))
+    )
+}
+
+/// Serve one router's HTTP/2 connection until it closes, or until the pod
+/// drains (then GOAWAY: open streams finish, their connections are closed
+/// with 1001 by the drain like any other).
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let draining = shared.drain.draining().clone();
+    let service = service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(accept_stream(request, peer, shared)) }
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(MAX_STREAMS)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = draining.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "router HTTP/2 connection ended");
+    }
+}
+
+/// Answer one extended CONNECT: 200 and a task that runs the WebSocket once
+/// the stream is ours, or a 400 saying what is wrong.
+fn accept_stream(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Response<Full<Bytes>> {
+    let is_websocket = request.method() == Method::CONNECT
+        && request
+            .extensions()
+            .get::<Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    if !is_websocket {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "expected an extended CONNECT with :protocol websocket (RFC 8441)",
+        );
+    }
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let (parts, _body) = request.into_parts();
+    let head = Request::from_parts(parts, ());
+    let upgrade = match read_request(&head, shared.upstream.is_some()) {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => return text(StatusCode::BAD_REQUEST, &refusal.to_string()),
+    };
+    drop(head);
+    let task_shared = shared.clone();
+    shared.drain.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "HTTP/2 stream ended before it was upgraded");
+                return;
+            }
+        };
+        let io = TokioIo::new(upgraded);
+        let mut ws =
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(task_shared.ws_config)).await;
+        run_connection(&mut ws, upgrade, peer, &task_shared).await;
+        // End the stream (END_STREAM); the router ends its client connection.
+        let _ = ws.get_mut().shutdown().await;
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    response
+        .headers_mut()
+        .insert(HEADER_POD, shared.pod_header.clone());
+    response
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(message.to_string())));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,139 @@
+//! WebSockets over HTTP/2 (a router with `--pod-transport h2`): a real pod, a
+//! real HTTP/2 connection carrying several WebSockets as extended CONNECT
+//! streams (RFC 8441), and what the pod refuses on such a connection.
+
+mod common;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper::ext::Protocol;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use wsring_core::protocol::{ControlMessage, CLOSE_GOING_AWAY, CLOSE_RING_MOVED, HEADER_POD};
+
+use common::{config, Pod};
+
+type H2Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// An HTTP/2 connection to the pod that has seen its SETTINGS.
+async fn h2(pod: &Pod) -> SendRequest<Empty<Bytes>> {
+    let stream = TcpStream::connect(pod.ws).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let mut connection = Box::pin(connection);
+    while !connection.is_extended_connect_protocol_enabled() {
+        tokio::select! {
+            _ = connection.as_mut() => panic!("the pod closed the HTTP/2 connection"),
+            () = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+        }
+    }
+    tokio::spawn(connection);
+    sender
+}
+
+/// An extended CONNECT like the router's, with `headers` added.
+fn connect(pod: &Pod, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
+    let mut request = Request::builder()
+        .method(Method::CONNECT)
+        .version(http::Version::HTTP_2)
+        .uri(format!("http://{}/chat", pod.ws))
+        .extension(Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(Empty::new()).unwrap()
+}
+
+/// Open one WebSocket stream as connection `conn` for `key`.
+async fn open(sender: &mut SendRequest<Empty<Bytes>>, pod: &Pod, conn: &str, key: &str) -> H2Ws {
+    sender.ready().await.unwrap();
+    let request = connect(
+        pod,
+        &[
+            ("x-wsring-conn", conn),
+            ("x-wsring-key", key),
+            ("x-wsring-ring-version", "3"),
+        ],
+    );
+    let mut response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[HEADER_POD], "pod-h2");
+    let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await
+}
+
+async fn close_code(ws: &mut H2Ws) -> Option<u16> {
+    while let Some(frame) = ws.next().await {
+        if let Message::Close(frame) = frame.ok()? {
+            return frame.map(|f| u16::from(f.code));
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn many_websockets_share_one_connection_and_obey_resets_and_drain() {
+    let pod = Pod::start(config("pod-h2")).await;
+    let mut sender = h2(&pod).await;
+    let mut alice = open(&mut sender, &pod, "r-1", "alice").await;
+    let mut bob = open(&mut sender, &pod, "r-2", "bob").await;
+    for (ws, text) in [(&mut alice, "hi from alice"), (&mut bob, "hi from bob")] {
+        ws.send(Message::text(text)).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+    }
+    let mut ids: Vec<String> = pod.handle.connections().into_iter().map(|c| c.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["r-1", "r-2"]);
+
+    // A reset for r-1 closes alice's stream with 4001 and nothing else.
+    let reset = ControlMessage::reset(4, "r", vec!["r-1".into()]).to_json();
+    pod.handle.apply_control(reset.as_bytes());
+    assert_eq!(close_code(&mut alice).await, Some(CLOSE_RING_MOVED));
+    bob.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        bob.next().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+
+    // SIGTERM's drain closes bob with 1001, over the same connection.
+    let shutdown = tokio::spawn(pod.shutdown());
+    assert_eq!(close_code(&mut bob).await, Some(CLOSE_GOING_AWAY));
+    shutdown.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn streams_that_are_not_websockets_or_carry_bad_headers_get_400() {
+    let pod = Pod::start(config("pod-h2")).await;
+    let mut sender = h2(&pod).await;
+    let plain_get = Request::builder()
+        .uri(format!("http://{}/", pod.ws))
+        .version(http::Version::HTTP_2)
+        .body(Empty::new())
+        .unwrap();
+    let bad_key = connect(&pod, &[("x-wsring-key", "%zz")]);
+    for (request, why) in [(plain_get, "extended CONNECT"), (bad_key, "x-wsring-key")] {
+        sender.ready().await.unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains(why), "{body}");
+    }
+    assert!(
+        pod.handle.connections().is_empty(),
+        "nothing was registered"
+    );
+    // The connection is still usable after refusals.
+    let mut ws = open(&mut sender, &pod, "r-9", "carol").await;
+    ws.send(Message::text("ok")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ok"));
+}
