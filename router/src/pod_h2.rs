@@ -14,10 +14,10 @@
 //! answers the client's HTTP/1.1 upgrade with 101 (computing
 //! `Sec-WebSocket-Accept`), adding the pod's headers as with HTTP/1.1.
 //!
-//! Trade-offs, why HTTP/1.1 stays the default: the HTTP/2 framing costs CPU,
-//! and each tunnel keeps two small copy buffers; one pod connection is shared
-//! by all clients of the pod, with flow-control windows sized so that slow
-//! clients cannot stall the others.
+//! The stream is tunnelled by the same [`crate::tunnel`] as a TCP leg. Why
+//! HTTP/1.1 stays the default: HTTP/2 framing costs CPU and per-stream state,
+//! and one pod connection is shared by all clients of the pod (flow-control
+//! windows are sized so that slow clients cannot stall the others).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,15 +30,12 @@ use http::{Method, Request, StatusCode, Version};
 use http_body_util::Empty;
 use hyper::client::conn::http2::SendRequest;
 use hyper::ext::Protocol;
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsring_core::Member;
 
-use crate::tunnel::Transferred;
 use crate::upstream::{self, Accepted};
 use crate::Error;
 
@@ -53,8 +50,6 @@ const SETTINGS_WAIT: Duration = Duration::from_secs(2);
 /// TCP is noticed, and its tunnels end.
 const KEEPALIVE: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bytes buffered per direction of a tunnel.
-const COPY_BUFFER: usize = 8 * 1024;
 /// RFC 6455 §4.2.2: appended to `Sec-WebSocket-Key` before hashing.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -272,34 +267,6 @@ pub fn accept_key(client_headers: &HeaderMap) -> Result<HeaderValue, Error> {
     sha.update(WEBSOCKET_GUID.as_bytes());
     let accept = base64::engine::general_purpose::STANDARD.encode(sha.finalize());
     HeaderValue::try_from(accept).map_err(|e| Error::BadRequest(e.to_string()))
-}
-
-/// Copy bytes both ways between the client connection and the pod stream
-/// (after `client_early`, bytes the client sent with its upgrade request).
-pub async fn splice<C, P>(
-    mut client: C,
-    client_early: Bytes,
-    mut pod: P,
-) -> std::io::Result<Transferred>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    P: AsyncRead + AsyncWrite + Unpin,
-{
-    if !client_early.is_empty() {
-        pod.write_all(&client_early).await?;
-    }
-    let (to_pod, to_client) =
-        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut pod, COPY_BUFFER, COPY_BUFFER)
-            .await?;
-    Ok(Transferred {
-        to_pod: to_pod + client_early.len() as u64,
-        to_client,
-    })
-}
-
-/// The pod's stream as an I/O object.
-pub fn pod_io(upgraded: Upgraded) -> TokioIo<Upgraded> {
-    TokioIo::new(upgraded)
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ async fn run_tunnel(client: OnUpgrade, pod: PodSide, registration: Registration,
                 splice(client, client_early, pod, pod_early).await
             }
             PodSide::H2Stream(pod) => {
-                pod_h2::splice(client, client_early, pod_h2::pod_io(pod)).await
+                splice(client, client_early, TokioIo::new(pod), Bytes::new()).await
             }
         }
     };

@@ -9,8 +9,11 @@
 //! a heap buffer owned by the tunnel, and reading in that direction pauses
 //! until it is flushed (backpressure, as in TCP itself).
 //!
+//! The pod leg is a TCP socket (HTTP/1.1) or a stream of the pod's HTTP/2
+//! connection (`--pod-transport h2`); the tunnel is the same for both.
+//!
 //! End of stream in one direction shuts down the write side of the other
-//! socket (half-close) and the other direction goes on, for at most
+//! leg (half-close) and the other direction goes on, for at most
 //! [`HALF_CLOSE_LINGER`]; the tunnel ends when both directions are finished,
 //! the linger expires, or either socket fails.
 //!
@@ -39,6 +42,8 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -105,12 +110,16 @@ impl Direction {
     /// Returns whether anything happened. When nothing did, the waker in `cx`
     /// is registered for whatever this direction waits for (`src` readable or
     /// `dst` writable), or the direction is finished.
-    fn poll_step(
+    fn poll_step<S, D>(
         &mut self,
         cx: &mut Context<'_>,
-        src: &mut TcpStream,
-        dst: &mut TcpStream,
-    ) -> io::Result<bool> {
+        src: &mut S,
+        dst: &mut D,
+    ) -> io::Result<bool>
+    where
+        S: AsyncRead + Unpin,
+        D: AsyncWrite + HalfClose + Unpin,
+    {
         let mut progress = false;
         if let Some((buf, done)) = &mut self.pending {
             let written = write_now(cx, dst, &buf[*done..])?;
@@ -124,9 +133,8 @@ impl Direction {
         if !self.eof && self.pump(cx, src, dst)?.is_ready() {
             progress = true;
         }
-        if self.eof && self.pending.is_none() && !self.shut {
+        if self.eof && self.pending.is_none() && !self.shut && dst.poll_half_close(cx).is_ready() {
             self.shut = true;
-            shutdown_write(dst);
             progress = true;
         }
         Ok(progress)
@@ -134,12 +142,11 @@ impl Direction {
 
     /// One read from `src` and as much of it as `dst` takes now; the rest is
     /// kept in `pending`. `Pending` when `src` has nothing to read.
-    fn pump(
-        &mut self,
-        cx: &mut Context<'_>,
-        src: &mut TcpStream,
-        dst: &mut TcpStream,
-    ) -> Poll<io::Result<()>> {
+    fn pump<S, D>(&mut self, cx: &mut Context<'_>, src: &mut S, dst: &mut D) -> Poll<io::Result<()>>
+    where
+        S: AsyncRead + Unpin,
+        D: AsyncWrite + Unpin,
+    {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let mut buf = ReadBuf::new(&mut scratch);
@@ -162,7 +169,11 @@ impl Direction {
 
 /// Write as much of `buf` as `dst` takes without blocking; if not all of it,
 /// the waker in `cx` is registered for `dst` becoming writable.
-fn write_now(cx: &mut Context<'_>, dst: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+fn write_now<D: AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    dst: &mut D,
+    buf: &[u8],
+) -> io::Result<usize> {
     let mut written = 0;
     while written < buf.len() {
         match Pin::new(&mut *dst).poll_write(cx, &buf[written..]) {
@@ -175,18 +186,42 @@ fn write_now(cx: &mut Context<'_>, dst: &mut TcpStream, buf: &[u8]) -> io::Resul
     Ok(written)
 }
 
-/// Half-close: tell the peer no more data comes. A peer that is already gone
-/// is not an error here; the other direction notices on its own.
+/// The write half-close of a tunnel leg: tell the peer no more data comes. A
+/// peer that is already gone is not an error here; the other direction
+/// notices on its own.
+pub trait HalfClose {
+    /// `Ready` once the end of stream is signalled (or could not be).
+    fn poll_half_close(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+impl HalfClose for TcpStream {
+    fn poll_half_close(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        shutdown_write(self);
+        Poll::Ready(())
+    }
+}
+
+/// A stream of a pod's HTTP/2 connection: END_STREAM.
+impl HalfClose for TokioIo<Upgraded> {
+    fn poll_half_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Err(error) = ready!(Pin::new(self).poll_shutdown(cx)) {
+            tracing::debug!(%error, "HTTP/2 stream shutdown");
+        }
+        Poll::Ready(())
+    }
+}
+
 fn shutdown_write(stream: &TcpStream) {
     if let Err(error) = SockRef::from(stream).shutdown(Shutdown::Write) {
         tracing::debug!(%error, "shutdown(write)");
     }
 }
 
-/// Both sockets and both directions of a running tunnel.
-struct Tunnel {
+/// Both legs and both directions of a running tunnel: the client's socket,
+/// and the pod's socket (HTTP/1.1) or HTTP/2 stream (`--pod-transport h2`).
+struct Tunnel<P> {
     client: TcpStream,
-    pod: TcpStream,
+    pod: P,
     /// Client → pod.
     up: Direction,
     /// Pod → client.
@@ -197,7 +232,7 @@ struct Tunnel {
     linger: Option<Pin<Box<Sleep>>>,
 }
 
-impl Tunnel {
+impl<P: AsyncRead + AsyncWrite + HalfClose + Unpin> Tunnel<P> {
     /// Move bytes until both directions are finished (`Ready(Ok)`), the
     /// linger expires (`Ready(Ok)`) or a socket fails (`Ready(Err)`).
     ///
@@ -230,12 +265,15 @@ impl Tunnel {
 ///
 /// `client_early` were read from the client after its upgrade request and go
 /// to the pod first; `pod_early` came with the pod's 101 and go to the client first.
-pub async fn splice(
+pub async fn splice<P>(
     mut client: TcpStream,
     client_early: Bytes,
-    mut pod: TcpStream,
+    mut pod: P,
     pod_early: Bytes,
-) -> io::Result<Transferred> {
+) -> io::Result<Transferred>
+where
+    P: AsyncRead + AsyncWrite + HalfClose + Unpin,
+{
     if !pod_early.is_empty() {
         client.write_all(&pod_early).await?;
     }
