@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use wsring_router::PodTransport;
 
 use report::{Environment, IdleReport, ThroughputReport};
 use setup::{Bench, Plan};
@@ -111,6 +112,9 @@ pub struct CommonArgs {
     /// Keep the temporary directory with the children's logs and nginx.conf.
     #[arg(long)]
     pub keep_logs: bool,
+    /// The router's `--pod-transport` (`http1` or `h2`).
+    #[arg(long, value_enum, default_value = "http1")]
+    pub pod_transport: PodTransport,
 }
 
 impl CommonArgs {
@@ -185,9 +189,14 @@ fn print<T: Serialize>(
     Ok(())
 }
 
-fn environment(client_threads: usize, nginx: Option<String>) -> Environment {
+fn environment(
+    client_threads: usize,
+    nginx: Option<String>,
+    pod_transport: PodTransport,
+) -> Environment {
     let cpus = setup::cpu_count();
     Environment {
+        pod_transport: format!("{pod_transport:?}").to_lowercase(),
         cpus,
         client_threads,
         router_workers: cpus,
@@ -213,6 +222,7 @@ async fn throughput_report(
         nginx: common.nginx().filter(|_| wants_nginx),
         nginx_worker_connections: (load.connections * 2 + 64).max(1024),
         keep_logs: common.keep_logs,
+        pod_transport: common.pod_transport,
     };
     let load_before = setup::loadavg();
     let mut bench = Bench::start(&plan).await?;
@@ -222,7 +232,7 @@ async fn throughput_report(
     let rows = result?;
     let threads = load.client_threads.unwrap_or_else(setup::cpu_count);
     Ok(ThroughputReport {
-        environment: environment(threads, version),
+        environment: environment(threads, version, common.pod_transport),
         loadavg_before: load_before,
         loadavg_after: setup::loadavg(),
         connections: load.connections,
@@ -261,6 +271,7 @@ async fn idle_report(connections: usize, common: &CommonArgs) -> anyhow::Result<
         nginx: common.nginx(),
         nginx_worker_connections: connections * 2 + 1024,
         keep_logs: common.keep_logs,
+        pod_transport: common.pod_transport,
     };
     let mut bench = Bench::start(&plan).await?;
     tracing::info!(connections, nofile, "measuring idle memory");
@@ -268,7 +279,7 @@ async fn idle_report(connections: usize, common: &CommonArgs) -> anyhow::Result<
     let version = bench.nginx.as_ref().map(|n| n.version.clone());
     bench.shutdown().await;
     Ok(IdleReport {
-        environment: environment(0, version),
+        environment: environment(0, version, common.pod_transport),
         nofile_limit: nofile,
         requested_connections: requested,
         rows: result?,

@@ -17,6 +17,8 @@ pub const IDLE_TARGET_KIB: f64 = 8.0;
 /// The machine and the way it was shared, printed above the tables.
 #[derive(Debug, Clone, Serialize)]
 pub struct Environment {
+    /// The router's `--pod-transport`.
+    pub pod_transport: String,
     /// CPUs available to this process.
     pub cpus: usize,
     /// Threads of the load client (one current-thread runtime each).
@@ -300,11 +302,12 @@ impl Environment {
     pub fn markdown(&self) -> String {
         format!(
             "{} CPU(s), shared by the load client ({} thread(s)), the proxy under test \
-             (router: {} tokio worker threads; nginx: {} worker processes{}) and the \
-             ws-pods, identically for every target; all traffic on loopback.\n",
+             (router: {} tokio worker threads, pod transport {}; nginx: {} worker processes{}) \
+             and the ws-pods, identically for every target; all traffic on loopback.\n",
             self.cpus,
             self.client_threads,
             self.router_workers,
+            self.pod_transport,
             self.nginx_workers,
             self.nginx_version
                 .as_deref()

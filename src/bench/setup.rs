@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use wsring::procfs::children_of;
 use wsring_core::{Member, Ring, RingSpec};
+use wsring_router::PodTransport;
 
 use crate::dev::supervisor::{free_port, wait_for_port};
 use crate::http::{self, HttpClient};
@@ -133,6 +134,8 @@ pub struct Plan {
     pub nginx_worker_connections: usize,
     /// Keep the temporary directory (children's logs, nginx.conf) for inspection.
     pub keep_logs: bool,
+    /// How the router reaches the pods.
+    pub pod_transport: PodTransport,
 }
 
 /// Everything started for one benchmark; stop it with [`Bench::shutdown`].
@@ -165,7 +168,7 @@ impl Bench {
         for i in 0..plan.pods {
             pods.push(start_pod(&exe, dir.path(), &format!("bench-{i}"))?);
         }
-        let router = start_router(&exe, dir.path())?;
+        let router = start_router(&exe, dir.path(), plan.pod_transport)?;
         let members = pods
             .iter()
             .map(|p| Member {
@@ -326,15 +329,19 @@ fn spawn_role(
     Ok((log, child))
 }
 
-fn start_router(exe: &Path, dir: &Path) -> anyhow::Result<Router> {
+fn start_router(exe: &Path, dir: &Path, transport: PodTransport) -> anyhow::Result<Router> {
     let addr = loopback(free_port()?);
     let admin = loopback(free_port()?);
+    let transport = match transport {
+        PodTransport::Http1 => "http1",
+        PodTransport::H2 => "h2",
+    };
     let (log, child) = spawn_role(
         exe,
         dir,
         ("router", "router"),
         (addr, admin),
-        &["--router-id", "bench-router"],
+        &["--router-id", "bench-router", "--pod-transport", transport],
     )?;
     Ok(Router {
         addr,
