@@ -308,7 +308,7 @@ mod tests {
         pods.slot(&a);
         pods.slot(&b);
         assert_eq!(pods.addresses(), 3);
-        pods.prune(&[a.clone()]);
+        pods.prune(std::slice::from_ref(&a));
         assert_eq!(pods.addresses(), 1, "only the member still in the ring");
     }
 

@@ -46,9 +46,10 @@ const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 const KEEPALIVE: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// True when `stream` opens with the HTTP/2 preface (without consuming it).
-/// An HTTP/1.1 request differs in its first byte, so this answers at once.
-pub(crate) async fn starts_with_preface(stream: &TcpStream) -> bool {
+/// Whether `stream` opens with the HTTP/2 preface (without consuming it);
+/// `None` when it sent nothing within the handshake timeout or failed. An
+/// HTTP/1.1 request differs in its first byte, so this answers at once.
+pub(crate) async fn starts_with_preface(stream: &TcpStream) -> Option<bool> {
     let mut buf = [0u8; PREFACE.len()];
     let check = async {
         loop {
@@ -63,10 +64,10 @@ pub(crate) async fn starts_with_preface(stream: &TcpStream) -> bool {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    matches!(
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, check).await,
-        Ok(Some(true))
-    )
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, check)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Serve one router's HTTP/2 connection until it closes, or until the pod

@@ -88,9 +88,16 @@ impl Drop for Active<'_> {
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    if crate::h2::starts_with_preface(&stream).await {
-        crate::h2::serve(stream, peer, shared).await;
-        return;
+    match crate::h2::starts_with_preface(&stream).await {
+        Some(true) => {
+            crate::h2::serve(stream, peer, shared).await;
+            return;
+        }
+        Some(false) => {}
+        None => {
+            tracing::debug!(%peer, "nothing received before the handshake timeout");
+            return;
+        }
     }
     let Some((mut ws, upgrade)) = Box::pin(upgrade(stream, &shared)).await else {
         return;
