@@ -126,12 +126,7 @@ impl H2Pods {
         request: Request<Empty<Bytes>>,
         timeout: Duration,
     ) -> Result<Accepted, Error> {
-        tokio::time::timeout(timeout, self.exchange_inner(member, request))
-            .await
-            .map_err(|_| Error::PodTimeout {
-                pod: member.name.clone(),
-                timeout_ms: timeout.as_millis() as u64,
-            })?
+        upstream::within(member, timeout, self.exchange_inner(member, request)).await
     }
 
     async fn exchange_inner(

@@ -146,36 +146,35 @@ async fn proxy(
         },
     )?;
     let client_upgrade = hyper::upgrade::on(&mut request);
-    let Some(h2_pods) = &shared.h2_pods else {
-        drop(request);
-        let Accepted { response, upgraded } =
-            upstream::exchange(&member, forwarded, shared.handshake_timeout).await?;
-        tracing::debug!(conn = %conn_id, pod = %member.name, "upgraded");
-        shared.tasks.spawn(run_tunnel(
-            client_upgrade,
-            PodSide::Tcp(upgraded),
-            registration,
-            member.name.clone(),
-        ));
-        return Ok(client_response(response, &member.name));
+    // Over HTTP/2 the pod answers 200, and the 101 with its accept key is ours.
+    let h2_accept = match &shared.h2_pods {
+        Some(_) => Some(pod_h2::accept_key(request.headers())?),
+        None => None,
     };
-    let accept = pod_h2::accept_key(request.headers())?;
     drop(request);
-    let Accepted { response, upgraded } = h2_pods
-        .exchange(&member, forwarded, shared.handshake_timeout)
-        .await?;
-    tracing::debug!(conn = %conn_id, pod = %member.name, "upgraded over HTTP/2");
+    let timeout = shared.handshake_timeout;
+    let Accepted { response, upgraded } = match &shared.h2_pods {
+        Some(pods) => pods.exchange(&member, forwarded, timeout).await?,
+        None => upstream::exchange(&member, forwarded, timeout).await?,
+    };
+    tracing::debug!(conn = %conn_id, pod = %member.name, h2 = h2_accept.is_some(), "upgraded");
+    let pod = match h2_accept {
+        Some(_) => PodSide::H2Stream(upgraded),
+        None => PodSide::Tcp(upgraded),
+    };
     shared.tasks.spawn(run_tunnel(
         client_upgrade,
-        PodSide::H2Stream(upgraded),
+        pod,
         registration,
         member.name.clone(),
     ));
     let mut response = client_response(response, &member.name);
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(accept) = h2_accept {
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
     Ok(response)
 }
 

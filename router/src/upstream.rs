@@ -145,7 +145,16 @@ pub async fn exchange(
     request: Request<Empty<Bytes>>,
     timeout: Duration,
 ) -> Result<Accepted, Error> {
-    tokio::time::timeout(timeout, exchange_inner(member, request))
+    within(member, timeout, exchange_inner(member, request)).await
+}
+
+/// `work` (an exchange with `member`), or [`Error::PodTimeout`] after `timeout`.
+pub(crate) async fn within(
+    member: &Member,
+    timeout: Duration,
+    work: impl Future<Output = Result<Accepted, Error>>,
+) -> Result<Accepted, Error> {
+    tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| Error::PodTimeout {
             pod: member.name.clone(),
