@@ -17,7 +17,8 @@
 //! The stream is tunnelled by the same [`crate::tunnel`] as a TCP leg. Why
 //! HTTP/1.1 stays the default: HTTP/2 framing costs CPU and per-stream state,
 //! and one pod connection is shared by all clients of the pod (flow-control
-//! windows are sized so that slow clients cannot stall the others).
+//! windows are sized so that thousands of stalled clients fit before they
+//! could hold up the others).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,8 +42,9 @@ use crate::Error;
 
 /// Per-stream receive window: what one slow client can make the router hold.
 const STREAM_WINDOW: u32 = 256 * 1024;
-/// Connection receive window (the HTTP/2 maximum), so streams of slow
-/// clients never stall the others.
+/// Connection receive window (the HTTP/2 maximum): about 8,000 streams of
+/// stalled clients, each holding its full stream window, fit before the
+/// connection's other streams are held up.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// How long a new pod connection may take to announce extended CONNECT.
 const SETTINGS_WAIT: Duration = Duration::from_secs(2);

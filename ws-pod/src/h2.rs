@@ -38,8 +38,8 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const MAX_STREAMS: u32 = 1 << 20;
 /// Per-stream receive window: one slow client holds at most this much.
 const STREAM_WINDOW: u32 = 256 * 1024;
-/// Connection receive window (the HTTP/2 maximum): many slow streams can
-/// never stall the others.
+/// Connection receive window (the HTTP/2 maximum): about 8,000 streams
+/// holding their full window fit before the others are held up.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// HTTP/2 PING interval and timeout: a router that vanished without closing
 /// TCP is noticed, and its connections end.
