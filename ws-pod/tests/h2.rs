@@ -137,3 +137,26 @@ async fn streams_that_are_not_websockets_or_carry_bad_headers_get_400() {
     ws.send(Message::text("ok")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ok"));
 }
+
+#[tokio::test]
+async fn streams_reach_an_upstream_app_with_the_key_and_connection_id() {
+    // The "app" is another pod (its echo), as in the HTTP/1.1 upstream test.
+    let app = Pod::start(config("app")).await;
+    let front = Pod::start(ws_pod::Config {
+        upstream: Some(app.url()),
+        ..config("pod-h2")
+    })
+    .await;
+    let mut sender = h2(&front).await;
+    let mut ws = open(&mut sender, &front, "r-7", "user%2F7").await;
+    ws.send(Message::text("through the app")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("through the app")
+    );
+    let seen = app.handle.connections();
+    assert_eq!(
+        (seen[0].id.as_str(), seen[0].key.as_str()),
+        ("r-7", "user/7")
+    );
+}
