@@ -197,6 +197,21 @@ async fn reset_outcome(router: &Proc) -> String {
     .await
 }
 
+/// Start a pod and a router (id `router_id`) on `redis`, connect a client
+/// through them, move its key, and check that the reset went router → Redis
+/// → pod (close 4001, outcome `published`). Returns the pod for more checks.
+async fn reset_is_published(redis: &Redis, router_id: &str) -> Proc {
+    let pod = pod(redis);
+    wait_subscribed(&pod).await;
+    let router = router(redis, router_id, true);
+    wait_for("router admin up", || get(router.admin, "/healthz")).await;
+    let mut ws = connect_through(&router, &pod).await;
+    move_keys(&router).await;
+    assert_eq!(close_code(&mut ws).await, Some(CLOSE_RING_MOVED));
+    assert_eq!(reset_outcome(&router).await, "published");
+    pod
+}
+
 #[tokio::test]
 async fn resets_reach_the_pod_through_a_password_protected_redis() {
     let port = free_port();
@@ -205,14 +220,7 @@ async fn resets_reach_the_pod_through_a_password_protected_redis() {
         url: format!("redis://127.0.0.1:{port}"),
         ca_file: None,
     };
-    let pod = pod(&redis);
-    wait_subscribed(&pod).await;
-    let router = router(&redis, "r-pw", true);
-    wait_for("router admin up", || get(router.admin, "/healthz")).await;
-    let mut ws = connect_through(&router, &pod).await;
-    move_keys(&router).await;
-    assert_eq!(close_code(&mut ws).await, Some(CLOSE_RING_MOVED));
-    assert_eq!(reset_outcome(&router).await, "published");
+    reset_is_published(&redis, "r-pw").await;
 }
 
 /// Start a TLS-only, password-protected redis-server with certificates from
@@ -330,15 +338,7 @@ async fn resets_reach_the_pod_over_rediss_with_a_private_ca() {
         url,
         ca_file: Some(dir.path().join("ca.pem")),
     };
-    let pod = pod(&redis);
-    wait_subscribed(&pod).await;
-
-    let router_ok = router(&redis, "r-tls", true);
-    wait_for("router admin up", || get(router_ok.admin, "/healthz")).await;
-    let mut ws = connect_through(&router_ok, &pod).await;
-    move_keys(&router_ok).await;
-    assert_eq!(close_code(&mut ws).await, Some(CLOSE_RING_MOVED));
-    assert_eq!(reset_outcome(&router_ok).await, "published");
+    let pod = reset_is_published(&redis, "r-tls").await;
 
     // Without --redis-ca-file the private CA is not trusted: the publish fails
     // (and the connection would be left to the router's own close).

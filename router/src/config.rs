@@ -131,6 +131,16 @@ pub enum PodTransport {
     H2,
 }
 
+impl PodTransport {
+    /// The `--pod-transport` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodTransport::Http1 => "http1",
+            PodTransport::H2 => "h2",
+        }
+    }
+}
+
 impl Config {
     /// A config with every default, for tests and the local launcher
     /// (listeners on loopback port 0, the given token).

@@ -196,7 +196,7 @@ fn environment(
 ) -> Environment {
     let cpus = setup::cpu_count();
     Environment {
-        pod_transport: format!("{pod_transport:?}").to_lowercase(),
+        pod_transport: pod_transport.as_str().to_string(),
         cpus,
         client_threads,
         router_workers: cpus,

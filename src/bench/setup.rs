@@ -332,16 +332,17 @@ fn spawn_role(
 fn start_router(exe: &Path, dir: &Path, transport: PodTransport) -> anyhow::Result<Router> {
     let addr = loopback(free_port()?);
     let admin = loopback(free_port()?);
-    let transport = match transport {
-        PodTransport::Http1 => "http1",
-        PodTransport::H2 => "h2",
-    };
     let (log, child) = spawn_role(
         exe,
         dir,
         ("router", "router"),
         (addr, admin),
-        &["--router-id", "bench-router", "--pod-transport", transport],
+        &[
+            "--router-id",
+            "bench-router",
+            "--pod-transport",
+            transport.as_str(),
+        ],
     )?;
     Ok(Router {
         addr,

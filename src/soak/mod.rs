@@ -124,7 +124,7 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     }
     let plane = Plane::start(args.pods, args.pod_transport, args.keep_logs).await?;
     let mut report = SoakReport {
-        pod_transport: format!("{:?}", args.pod_transport).to_lowercase(),
+        pod_transport: args.pod_transport.as_str().to_string(),
         requested_connections: args.connections,
         connections,
         nofile_limit: nofile,

@@ -121,10 +121,10 @@ impl Plane {
             .args(["--admin-listen", &admin.to_string()])
             .args(["--control-listen", &control.to_string()])
             .args(["--redis", &format!("redis://{redis_addr}")])
-            .arg(match transport {
-                PodTransport::Http1 => "--router-arg=--pod-transport=http1",
-                PodTransport::H2 => "--router-arg=--pod-transport=h2",
-            })
+            .arg(format!(
+                "--router-arg=--pod-transport={}",
+                transport.as_str()
+            ))
             .env("WSRING_TOKEN", TOKEN)
             .env(
                 "RUST_LOG",

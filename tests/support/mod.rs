@@ -106,17 +106,9 @@ impl Dev {
 
     /// The router's current ring (`GET /ring` needs the token).
     pub async fn ring(&self) -> Ring {
-        let body = self
-            .http
-            .get(format!("{}/ring", self.admin))
-            .bearer_auth(&self.token)
-            .send()
+        self.try_ring()
             .await
-            .expect("GET /ring")
-            .bytes()
-            .await
-            .expect("ring body");
-        Ring::build(RingSpec::parse(&body).expect("ring json")).expect("ring builds")
+            .expect("GET /ring answers with a valid ring")
     }
 
     /// Wait until the router's ring has exactly these member names.
