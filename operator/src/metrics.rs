@@ -139,6 +139,26 @@ pub fn encode(registry: &Registry) -> String {
 mod tests {
     use super::*;
 
+    /// Every metric, labelled families with a sample (only then are they encoded).
+    fn operator_exposition() -> String {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default().register(&mut registry);
+        metrics.reconcile_failed(&Error::InvalidSpec("x".into()));
+        metrics.set_ring_version("testns", "chat", 7);
+        encode(&registry)
+    }
+
+    #[test]
+    fn the_documented_metrics_are_the_exported_ones() {
+        use wsring_core::testkit::{documented_metric_names, exported_metric_names};
+        let docs = include_str!("../../docs/interfaces.md");
+        assert_eq!(
+            exported_metric_names(&operator_exposition()),
+            documented_metric_names(docs, "wsring_operator_"),
+            "docs/interfaces.md, section Metrics"
+        );
+    }
+
     #[test]
     fn exposes_the_documented_series() {
         let mut registry = Registry::default();

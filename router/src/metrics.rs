@@ -164,6 +164,31 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// Labelled families are only encoded once they have a sample.
+    fn every_family_with_a_sample() -> Metrics {
+        let m = Metrics::new();
+        m.upgraded();
+        m.upgrade_failed("missing_key");
+        m.ring_updates
+            .get_or_create(&[("source", "api"), ("outcome", "applied")])
+            .inc();
+        m.push_requests
+            .get_or_create(&[("kind", "key"), ("result", "ok")])
+            .inc();
+        m
+    }
+
+    #[test]
+    fn the_documented_metrics_are_the_exported_ones() {
+        use wsring_core::testkit::{documented_metric_names, exported_metric_names};
+        let docs = include_str!("../../docs/interfaces.md");
+        assert_eq!(
+            exported_metric_names(&every_family_with_a_sample().encode()),
+            documented_metric_names(docs, "wsring_router_"),
+            "docs/interfaces.md, section Metrics"
+        );
+    }
+
     #[test]
     fn encodes_every_metric() {
         let m = Metrics::new();

@@ -26,6 +26,8 @@ pub const DEFAULT_CLUSTER: &str = "wsring";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Default `--drain-timeout-ms`.
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
+/// Default `--handshake-timeout-ms`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// Bytes read from a socket at a time. tungstenite allocates this eagerly for
 /// every connection (its default is 128 KiB), so it is what an idle connection
@@ -80,6 +82,11 @@ pub struct Config {
     /// On SIGTERM: close every connection with 1001 and wait at most this long for them.
     #[arg(long, env = "WSRING_DRAIN_TIMEOUT_MS", default_value_t = DEFAULT_DRAIN_TIMEOUT_MS)]
     pub drain_timeout_ms: u64,
+
+    /// A connection must finish its upgrade request (HTTP/1.1) or send the
+    /// HTTP/2 preface within this time, or it is dropped.
+    #[arg(long, env = "WSRING_HANDSHAKE_TIMEOUT_MS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_MS)]
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -96,6 +103,7 @@ impl Default for Config {
             token: None,
             token_file: None,
             drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
         }
     }
 }
@@ -117,6 +125,8 @@ pub(crate) struct Settings {
     pub max_message_bytes: usize,
     /// Bound of the SIGTERM drain.
     pub drain_timeout: Duration,
+    /// Bound of an upgrade request (or of the wait for the HTTP/2 preface).
+    pub handshake_timeout: Duration,
 }
 
 impl Config {
@@ -125,6 +135,11 @@ impl Config {
         if self.max_message_bytes == 0 {
             return Err(Error::Config(
                 "--max-message-bytes must be at least 1".into(),
+            ));
+        }
+        if self.handshake_timeout_ms == 0 {
+            return Err(Error::Config(
+                "--handshake-timeout-ms must be at least 1".into(),
             ));
         }
         let pod_name = match &self.pod_name {
@@ -145,6 +160,7 @@ impl Config {
             token: self.token()?,
             max_message_bytes: self.max_message_bytes,
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
         })
     }
 
@@ -299,5 +315,30 @@ mod tests {
         assert_eq!(ws.max_frame_size, Some(1000));
         assert!(ws.max_write_buffer_size > ws.write_buffer_size);
         assert_eq!(ws.read_buffer_size, READ_BUFFER_BYTES);
+    }
+
+    #[test]
+    fn zero_limits_are_refused_at_start() {
+        for (config, flag) in [
+            (
+                Config {
+                    max_message_bytes: 0,
+                    ..with_token()
+                },
+                "--max-message-bytes",
+            ),
+            (
+                Config {
+                    handshake_timeout_ms: 0,
+                    ..with_token()
+                },
+                "--handshake-timeout-ms",
+            ),
+        ] {
+            let err = config.resolve().unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+        let settings = with_token().resolve().unwrap();
+        assert_eq!(settings.handshake_timeout, Duration::from_secs(10));
     }
 }

@@ -30,7 +30,7 @@ use tokio_tungstenite::WebSocketStream;
 use wsring_core::protocol::HEADER_POD;
 
 use crate::handshake::read_request;
-use crate::listener::{run_connection, Shared, HANDSHAKE_TIMEOUT};
+use crate::listener::{run_connection, Shared};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -47,9 +47,9 @@ const KEEPALIVE: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether `stream` opens with the HTTP/2 preface (without consuming it);
-/// `None` when it sent nothing within the handshake timeout or failed. An
-/// HTTP/1.1 request differs in its first byte, so this answers at once.
-pub(crate) async fn starts_with_preface(stream: &TcpStream) -> Option<bool> {
+/// `None` when it sent nothing within `timeout` (the handshake timeout) or
+/// failed. An HTTP/1.1 request differs in its first byte, so this answers at once.
+pub(crate) async fn starts_with_preface(stream: &TcpStream, timeout: Duration) -> Option<bool> {
     let mut buf = [0u8; PREFACE.len()];
     let check = async {
         loop {
@@ -64,10 +64,7 @@ pub(crate) async fn starts_with_preface(stream: &TcpStream) -> Option<bool> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, check)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(timeout, check).await.ok().flatten()
 }
 
 /// Serve one router's HTTP/2 connection until it closes, or until the pod
@@ -115,6 +112,7 @@ fn accept_stream(
             .get::<Protocol>()
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     if !is_websocket {
+        shared.metrics.failed_handshakes.inc();
         return text(
             StatusCode::BAD_REQUEST,
             "expected an extended CONNECT with :protocol websocket (RFC 8441)",
@@ -125,7 +123,10 @@ fn accept_stream(
     let head = Request::from_parts(parts, ());
     let upgrade = match read_request(&head, shared.upstream.is_some()) {
         Ok(upgrade) => upgrade,
-        Err(refusal) => return text(StatusCode::BAD_REQUEST, &refusal.to_string()),
+        Err(refusal) => {
+            shared.metrics.failed_handshakes.inc();
+            return text(StatusCode::BAD_REQUEST, &refusal.to_string());
+        }
     };
     drop(head);
     let task_shared = shared.clone();

@@ -30,8 +30,6 @@ use crate::handshake::{read_request, Refusal, Upgrade};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-/// An upgrade request must complete within this, or the socket is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the close handshake: how long to wait for the peer to close TCP.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -48,6 +46,8 @@ pub(crate) struct Shared {
     pub upstream: Option<String>,
     /// Limits and buffer sizes of client and upstream connections.
     pub ws_config: WebSocketConfig,
+    /// An upgrade request (or the HTTP/2 preface) must arrive within this.
+    pub handshake_timeout: Duration,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub drain: Drain,
@@ -88,7 +88,7 @@ impl Drop for Active<'_> {
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    match crate::h2::starts_with_preface(&stream).await {
+    match crate::h2::starts_with_preface(&stream, shared.handshake_timeout).await {
         Some(true) => {
             crate::h2::serve(stream, peer, shared).await;
             return;
@@ -96,6 +96,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         Some(false) => {}
         None => {
             tracing::debug!(%peer, "nothing received before the handshake timeout");
+            shared.metrics.failed_handshakes.inc();
             return;
         }
     }
@@ -170,14 +171,16 @@ async fn upgrade(
     };
     let accept =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(shared.ws_config));
-    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+    let ws = match tokio::time::timeout(shared.handshake_timeout, accept).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
             tracing::debug!(%error, "upgrade failed");
+            shared.metrics.failed_handshakes.inc();
             return None;
         }
         Err(_) => {
             tracing::debug!("upgrade timed out");
+            shared.metrics.failed_handshakes.inc();
             return None;
         }
     };

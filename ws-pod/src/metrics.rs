@@ -17,6 +17,9 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// Client connections accepted since start.
     pub connections: Counter,
+    /// Connections or HTTP/2 streams refused before the WebSocket began:
+    /// handshake timeout, oversize or malformed upgrade request.
+    pub failed_handshakes: Counter,
     /// Reset commands received from Redis (valid ones).
     pub resets_received: Counter,
     /// Connections closed with 4001 because of a reset.
@@ -47,6 +50,7 @@ impl Metrics {
         let mut m = Metrics {
             active_connections: Gauge::default(),
             connections: Counter::default(),
+            failed_handshakes: Counter::default(),
             resets_received: Counter::default(),
             connections_reset: Counter::default(),
             malformed_control_messages: Counter::default(),
@@ -66,6 +70,11 @@ impl Metrics {
             "connections",
             "Client WebSocket connections accepted",
             m.connections.clone(),
+        );
+        m.registry.register(
+            "failed_handshakes",
+            "Connections or HTTP/2 streams refused before the WebSocket began (timeout, oversize or malformed request)",
+            m.failed_handshakes.clone(),
         );
         m.registry.register(
             "resets_received",
@@ -123,6 +132,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_metrics_are_the_exported_ones() {
+        use wsring_core::testkit::{documented_metric_names, exported_metric_names};
+        let docs = include_str!("../../docs/interfaces.md");
+        assert_eq!(
+            exported_metric_names(&Metrics::new().encode()),
+            documented_metric_names(docs, "wsring_pod_"),
+            "docs/interfaces.md, section Metrics"
+        );
+    }
+
+    #[test]
     fn every_metric_is_exported() {
         let m = Metrics::new();
         m.active_connections.set(3);
@@ -131,6 +151,7 @@ mod tests {
         for name in [
             "wsring_pod_active_connections 3",
             "wsring_pod_connections_total 0",
+            "wsring_pod_failed_handshakes_total 0",
             "wsring_pod_resets_received_total 0",
             "wsring_pod_connections_reset_total 2",
             "wsring_pod_malformed_control_messages_total 0",

@@ -95,6 +95,7 @@ impl Server {
             pod_header,
             upstream: settings.upstream.clone(),
             ws_config: settings.websocket_config(),
+            handshake_timeout: settings.handshake_timeout,
             registry: Registry::new(),
             metrics: Arc::new(Metrics::new()),
             drain: Drain::new(),

@@ -132,6 +132,7 @@ async fn streams_that_are_not_websockets_or_carry_bad_headers_get_400() {
         pod.handle.connections().is_empty(),
         "nothing was registered"
     );
+    assert_eq!(pod.metric("wsring_pod_failed_handshakes_total").await, 2);
     // The connection is still usable after refusals.
     let mut ws = open(&mut sender, &pod, "r-9", "carol").await;
     ws.send(Message::text("ok")).await.unwrap();

@@ -97,6 +97,70 @@ async fn oversize_frames_close_with_1009() {
     assert_eq!(pod.metric("wsring_pod_oversize_closes_total").await, 1);
 }
 
+/// Send `request` on a fresh connection and read until the pod hangs up
+/// (bounded, so a pod that never hangs up fails the test instead of hanging it).
+async fn sent_then_dropped(pod: &Pod, request: &[u8]) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(pod.ws).await.unwrap();
+    // The pod may hang up while a large request is still being written.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the pod must drop the connection")
+    .ok();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn silent_unfinished_and_oversized_handshakes_are_dropped() {
+    let pod = Pod::start(Config {
+        handshake_timeout_ms: 300,
+        ..config("pod-0")
+    })
+    .await;
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("silent", Vec::new()),
+        (
+            "unfinished headers",
+            b"GET /?key=a HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n".to_vec(),
+        ),
+        ("unfinished HTTP/2 preface", b"PRI * HTTP/2.0\r\n".to_vec()),
+        (
+            "headers over 64 KiB",
+            format!(
+                "GET /?key=a HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+                "b".repeat(70 * 1024)
+            )
+            .into_bytes(),
+        ),
+    ];
+    for (what, request) in cases {
+        let (answer, after) = sent_then_dropped(&pod, &request).await;
+        assert!(!answer.contains(" 101 "), "{what}: {answer}");
+        if what != "headers over 64 KiB" {
+            // Dropped by the handshake timeout, not at once.
+            assert!(
+                after >= std::time::Duration::from_millis(300),
+                "{what}: {after:?}"
+            );
+        }
+    }
+    assert!(pod.handle.connections().is_empty());
+    assert_eq!(pod.metric("wsring_pod_connections_total").await, 0);
+    assert_eq!(pod.metric("wsring_pod_failed_handshakes_total").await, 4);
+    // Nothing above disturbed the listener.
+    let mut ws = pod.connect_as("r-1", "k").await;
+    assert_echo(&mut ws, "after the bad handshakes").await;
+}
+
 #[tokio::test]
 async fn reset_closes_exactly_the_listed_connections() {
     let redis = RedisServer::start();

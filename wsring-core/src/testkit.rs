@@ -1,7 +1,9 @@
 //! Test support shared by every crate's tests (feature `testkit`, dev-only):
-//! a real `redis-server` on a free loopback port, stopped by pid on drop, and
-//! rings of named members.
+//! a real `redis-server` on a free loopback port, stopped by pid on drop,
+//! rings of named members, and the metric names a binary exports next to
+//! those docs/interfaces.md documents.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,6 +33,33 @@ pub fn ring_spec(version: u64, vnodes: u32, names: &[&str]) -> crate::RingSpec {
 /// The ring built from [`ring_spec`].
 pub fn ring(version: u64, vnodes: u32, names: &[&str]) -> crate::Ring {
     crate::Ring::build(ring_spec(version, vnodes, names)).expect("a valid test ring")
+}
+
+/// The metric names a Prometheus text exposition declares (its `# TYPE`
+/// lines), spelled as a scraper sees them: counters with their `_total`.
+pub fn exported_metric_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|declaration| declaration.split_once(' '))
+        .map(|(name, kind)| match kind {
+            "counter" => format!("{name}_total"),
+            _ => name.to_string(),
+        })
+        .collect()
+}
+
+/// The metric names starting with `prefix` in the first column of a
+/// Markdown table (rows like ``| `wsring_pod_connections_total` | …``).
+pub fn documented_metric_names(markdown: &str, prefix: &str) -> BTreeSet<String> {
+    markdown
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A `redis-server` child process owned by one test.

@@ -150,7 +150,9 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer).await;
+    // Bounded, so a router that never hangs up fails the test instead of hanging it.
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    let _ = read.await.expect("the router must answer and hang up");
     String::from_utf8_lossy(&answer).into_owned()
 }
 
