@@ -61,6 +61,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     tunnel::tune(&stream);
     let timeout = shared.handshake_timeout;
+    let metrics = shared.metrics.clone();
     let service = service_fn(move |request| {
         let shared = shared.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(shared, request, peer).await) }
@@ -75,8 +76,31 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     // takes over) or the refusal is sent: all of it within the handshake timeout.
     match tokio::time::timeout(timeout, connection).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::debug!(%peer, %error, "client connection failed"),
-        Err(_) => tracing::debug!(%peer, "handshake timed out"),
+        Ok(Err(error)) => {
+            if let Some(reason) = refused_before_handle(&error) {
+                metrics.upgrade_failed(reason);
+            }
+            tracing::debug!(%peer, %error, "client connection failed");
+        }
+        Err(_) => {
+            metrics.upgrade_failed("handshake_timeout");
+            tracing::debug!(%peer, "handshake timed out");
+        }
+    }
+}
+
+/// The `upgrade_errors` reason of a request that hyper refused before
+/// [`handle`] saw it (which counts every other refusal); `None` for a client
+/// that simply went away.
+fn refused_before_handle(error: &hyper::Error) -> Option<&'static str> {
+    if error.is_timeout() {
+        Some("handshake_timeout")
+    } else if error.is_parse_too_large() {
+        Some("head_too_large")
+    } else if error.is_parse() {
+        Some("malformed_request")
+    } else {
+        None
     }
 }
 

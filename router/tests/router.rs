@@ -276,6 +276,19 @@ async fn oversized_and_unfinished_handshakes_are_refused() {
     // Headers that never finish: the router hangs up (read_to_end returns).
     let answer = raw_exchange(router.public, b"GET /?key=a HTTP/1.1\r\nhost: x\r\n").await;
     assert!(!answer.starts_with("HTTP/1.1 101"), "{answer}");
+
+    let answer = raw_exchange(router.public, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+
+    let metrics = router.metrics().await;
+    for reason in ["head_too_large", "handshake_timeout", "malformed_request"] {
+        let series = format!("wsring_router_upgrade_errors_total{{reason=\"{reason}\"}} 1");
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
+    assert!(metrics.contains("wsring_router_connections_total{result=\"refused\"} 3"));
 }
 
 /// Subscribe to every pod channel of cluster `wsring`.
