@@ -16,6 +16,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use wsring_core::origin::parse_allow_list;
+pub use wsring_core::protocol::PodTransport;
 use wsring_core::ring::{DEFAULT_VNODES, MAX_VNODES};
 
 use crate::resources::REDIS_CA_VOLUME;
@@ -182,28 +183,6 @@ impl KeySource {
             KeySource::Header => "header",
             KeySource::Path => "path",
             KeySource::Cookie => "cookie",
-        }
-    }
-}
-
-/// How routers carry WebSockets to pods (router `--pod-transport`).
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PodTransport {
-    /// A TCP connection per client connection (HTTP/1.1 upgrade).
-    #[default]
-    Http1,
-    /// One HTTP/2 connection per pod, a stream per client connection
-    /// (RFC 8441): one socket and no ephemeral port per client in the router.
-    H2,
-}
-
-impl PodTransport {
-    /// The router flag value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PodTransport::Http1 => "http1",
-            PodTransport::H2 => "h2",
         }
     }
 }

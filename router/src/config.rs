@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use wsring_core::redis_args::RedisArgs;
 
+pub use wsring_core::protocol::PodTransport;
+
 use crate::origin::OriginPolicy;
 use crate::Error;
 
@@ -119,26 +121,6 @@ pub struct Config {
         default_value = "http1"
     )]
     pub pod_transport: PodTransport,
-}
-
-/// How the router carries WebSockets to pods (`--pod-transport`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum PodTransport {
-    /// One TCP connection per client connection, upgraded with HTTP/1.1.
-    #[default]
-    Http1,
-    /// One HTTP/2 connection per pod, a stream per client connection.
-    H2,
-}
-
-impl PodTransport {
-    /// The `--pod-transport` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PodTransport::Http1 => "http1",
-            PodTransport::H2 => "h2",
-        }
-    }
 }
 
 impl Config {

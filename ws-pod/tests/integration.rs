@@ -10,7 +10,7 @@ use ws_pod::{Config, ProbeArgs};
 use wsring_core::protocol::{
     pod_channel, ControlMessage, CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON,
 };
-use wsring_core::testkit::{free_port, RedisServer};
+use wsring_core::testkit::{free_port, raw_exchange, RedisServer};
 
 fn with_redis(pod_name: &str, redis: &RedisServer) -> Config {
     Config {
@@ -97,28 +97,6 @@ async fn oversize_frames_close_with_1009() {
     assert_eq!(pod.metric("wsring_pod_oversize_closes_total").await, 1);
 }
 
-/// Send `request` on a fresh connection and read until the pod hangs up
-/// (bounded, so a pod that never hangs up fails the test instead of hanging it).
-async fn sent_then_dropped(pod: &Pod, request: &[u8]) -> (String, std::time::Duration) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let started = std::time::Instant::now();
-    let mut stream = tokio::net::TcpStream::connect(pod.ws).await.unwrap();
-    // The pod may hang up while a large request is still being written.
-    let _ = stream.write_all(request).await;
-    let mut answer = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut answer),
-    )
-    .await
-    .expect("the pod must drop the connection")
-    .ok();
-    (
-        String::from_utf8_lossy(&answer).into_owned(),
-        started.elapsed(),
-    )
-}
-
 #[tokio::test]
 async fn silent_unfinished_and_oversized_handshakes_are_dropped() {
     let pod = Pod::start(Config {
@@ -143,7 +121,9 @@ async fn silent_unfinished_and_oversized_handshakes_are_dropped() {
         ),
     ];
     for (what, request) in cases {
-        let (answer, after) = sent_then_dropped(&pod, &request).await;
+        let started = std::time::Instant::now();
+        let answer = raw_exchange(pod.ws, &request).await;
+        let after = started.elapsed();
         assert!(!answer.contains(" 101 "), "{what}: {answer}");
         if what != "headers over 64 KiB" {
             // Dropped by the handshake timeout, not at once.

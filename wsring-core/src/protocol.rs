@@ -5,6 +5,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// How routers carry WebSockets to pods: the router's `--pod-transport` and
+/// the CRD's `spec.router.podTransport`, one enum so the two cannot drift.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PodTransport {
+    /// A TCP connection per client connection (HTTP/1.1 upgrade).
+    #[default]
+    Http1,
+    /// One HTTP/2 connection per pod, a stream per client connection
+    /// (RFC 8441): one socket and no ephemeral port per client in the router.
+    H2,
+}
+
+impl PodTransport {
+    /// The flag value and the CRD spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodTransport::Http1 => "http1",
+            PodTransport::H2 => "h2",
+        }
+    }
+}
+
 /// Router → pod: connection id, unique per router (`{router-id}-{n}`).
 pub const HEADER_CONN: &str = "x-wsring-conn";
 /// Router → pod: routing key, percent-encoded with [`encode_key`].

@@ -1,7 +1,7 @@
 //! Test support shared by every crate's tests (feature `testkit`, dev-only):
 //! a real `redis-server` on a free loopback port, stopped by pid on drop,
-//! rings of named members, and the metric names a binary exports next to
-//! those docs/interfaces.md documents.
+//! rings of named members, raw bytes sent to a server that must hang up, and
+//! the metric names a binary exports next to those docs/interfaces.md documents.
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,6 +33,20 @@ pub fn ring_spec(version: u64, vnodes: u32, names: &[&str]) -> crate::RingSpec {
 /// The ring built from [`ring_spec`].
 pub fn ring(version: u64, vnodes: u32, names: &[&str]) -> crate::Ring {
     crate::Ring::build(ring_spec(version, vnodes, names)).expect("a valid test ring")
+}
+
+/// Send `request` on a fresh connection to `addr` and read everything until
+/// the server hangs up. Bounded (10 s), so a server that never hangs up fails
+/// the test instead of hanging it; a write cut short by the server's hang-up
+/// (a request it refused half-way) is not an error.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    let _ = read.await.expect("the server must answer and hang up");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// The metric names a Prometheus text exposition declares (its `# TYPE`

@@ -18,8 +18,7 @@ use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -145,16 +144,7 @@ pub async fn http_call(
     (status, value)
 }
 
-/// Send raw bytes to `addr` and read everything until the server closes.
-pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    // Bounded, so a router that never hangs up fails the test instead of hanging it.
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
-    let _ = read.await.expect("the router must answer and hang up");
-    String::from_utf8_lossy(&answer).into_owned()
-}
+pub use wsring_core::testkit::raw_exchange;
 
 /// Status code and JSON body of a raw HTTP answer.
 pub fn parse_answer(answer: &str) -> (u16, serde_json::Value) {
