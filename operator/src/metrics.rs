@@ -139,10 +139,12 @@ pub fn encode(registry: &Registry) -> String {
 mod tests {
     use super::*;
 
-    /// Every metric, labelled families with a sample (only then are they encoded).
+    /// Every metric after one reconcile, labelled families with a sample
+    /// (only then are they encoded).
     fn operator_exposition() -> String {
         let mut registry = Registry::default();
         let metrics = Metrics::default().register(&mut registry);
+        drop(metrics.reconcile_started());
         metrics.reconcile_failed(&Error::InvalidSpec("x".into()));
         metrics.set_ring_version("testns", "chat", 7);
         encode(&registry)
@@ -161,12 +163,7 @@ mod tests {
 
     #[test]
     fn exposes_the_documented_series() {
-        let mut registry = Registry::default();
-        let metrics = Metrics::default().register(&mut registry);
-        drop(metrics.reconcile_started());
-        metrics.reconcile_failed(&Error::InvalidSpec("x".into()));
-        metrics.set_ring_version("testns", "chat", 7);
-        let text = encode(&registry);
+        let text = operator_exposition();
         assert!(text.contains("wsring_operator_reconciliations_total 1"));
         assert!(text.contains("wsring_operator_reconcile_failures_total{error=\"invalid_spec\"} 1"));
         assert!(text.contains("wsring_operator_ring_version{namespace=\"testns\",name=\"chat\"} 7"));

@@ -191,9 +191,7 @@ mod tests {
 
     #[test]
     fn encodes_every_metric() {
-        let m = Metrics::new();
-        m.upgraded();
-        m.upgrade_failed("missing_key");
+        let m = every_family_with_a_sample();
         m.forced_closes.inc();
         m.ring_version.set(7);
         let text = m.encode();
