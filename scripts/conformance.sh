@@ -7,7 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -c 'import kosoku' 2>/dev/null || python3 -m pip install -q kosoku==0.1.0
+# kosoku from the tools venv (Debian's python3 refuses global pip installs).
+# shellcheck source=scripts/tools.sh
+source scripts/tools.sh
+tools_python
 # The debug build is the one `cargo test` already made; conformance is about
 # behaviour, not speed.
 cargo build --locked --bin wsring

@@ -10,15 +10,18 @@
 //!   go; checks that exactly the moved connections are reset ([`soak`]).
 //!
 //! Layout: `dev/` (local mode), `bench/` (load client and reports), `soak/`
-//! (soak test), `http.rs` (small admin HTTP client); `procfs` (process memory
-//! readings) is in the package's library, shared with the tests.
+//! (soak test). What they share with each other and with the tests —
+//! starting and stopping wsring processes, `/proc` readings, metrics — is
+//! the package's library (`wsring::process`, `wsring::procfs`,
+//! `wsring::metrics`); ports, redis-server and the admin HTTP client are
+//! `wsring_core::harness`.
 
 mod bench;
 mod dev;
-mod http;
 mod soak;
 
 use clap::{Parser, Subcommand};
+use wsring::process::lifecycle::shutdown_or_orphaned;
 
 #[derive(Parser)]
 #[command(
@@ -50,10 +53,8 @@ async fn main() -> anyhow::Result<()> {
     wsring_core::logging::init();
     match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
-        Command::Router(config) => {
-            Ok(wsring_router::run(config, dev::shutdown_or_orphaned()).await?)
-        }
-        Command::Pod(config) => Ok(ws_pod::run(config, dev::shutdown_or_orphaned()).await?),
+        Command::Router(config) => Ok(wsring_router::run(config, shutdown_or_orphaned()).await?),
+        Command::Pod(config) => Ok(ws_pod::run(config, shutdown_or_orphaned()).await?),
         Command::Bench(args) => bench::run(args).await,
         Command::Soak(args) => soak::run(args).await,
     }

@@ -1,30 +1,21 @@
-//! Process tree and memory readings from Linux `/proc`, for the memory
-//! figures of `wsring bench` / `wsring soak` and for tests that find (and
-//! kill) the children of a `wsring dev` launcher.
+//! Process tree, memory and CPU readings from Linux `/proc`, for the
+//! figures of `wsring bench` / `wsring soak`, for stopping a child's own
+//! children, and for tests that find (and kill) the children of a
+//! `wsring dev` launcher.
 
-use std::fmt;
+use std::time::Duration;
 
-/// Why a reading failed: the process is gone or `/proc` is not Linux's.
-#[derive(Debug)]
-pub struct ProcError(String);
-
-impl fmt::Display for ProcError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ProcError {}
+use crate::Error;
 
 /// Resident set size of a process in KiB (`VmRSS` in `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> Result<u64, ProcError> {
+pub fn rss_kib(pid: u32) -> Result<u64, Error> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| ProcError(format!("reading /proc/{pid}/status: {e}")))?;
+        .map_err(|e| Error::Proc(format!("reading /proc/{pid}/status: {e}")))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| ProcError(format!("no VmRSS in /proc/{pid}/status")))
+        .ok_or_else(|| Error::Proc(format!("no VmRSS in /proc/{pid}/status")))
 }
 
 /// Direct children of `pid`, from `/proc/*/stat`.
@@ -39,12 +30,38 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 }
 
 /// RSS of a process plus its direct children in KiB (nginx master + workers).
-pub fn tree_rss_kib(pid: u32) -> Result<u64, ProcError> {
+pub fn tree_rss_kib(pid: u32) -> Result<u64, Error> {
     let mut total = rss_kib(pid)?;
     for child in children_of(pid) {
         total += rss_kib(child).unwrap_or(0);
     }
     Ok(total)
+}
+
+/// CPU time (user + system, all threads, reaped children excluded) of a
+/// process, for the CPU cost per message of the benchmarks.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let ticks: u64 = rest.next()?.parse::<u64>().ok()? + rest.next()?.parse::<u64>().ok()?;
+    let per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0)?;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / per_sec))
+}
+
+/// The 1, 5 and 15 minute load averages: how busy the machine was otherwise.
+pub fn loadavg() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`).
@@ -73,5 +90,12 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(rss_kib(u32::MAX).is_err(), "no such process");
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {}
+        assert!(cpu_time(std::process::id()).unwrap() > Duration::ZERO);
     }
 }

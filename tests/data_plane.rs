@@ -6,8 +6,9 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use support::{connect_all, keys, Client, Dev, Event, WAIT};
+use wsring_core::harness::admin_http::Method;
+use wsring_core::harness::AdminClient;
 use wsring_core::Ring;
 
 /// A moment to let anything that should not happen show up.
@@ -257,7 +258,7 @@ async fn push_reaches_exactly_the_keys_clients() {
     }
 
     // Without the token nothing is delivered.
-    let res = reqwest::Client::new()
+    let res = AdminClient::new()
         .post(format!("{}/v1/keys/alice/messages", dev.admin))
         .body("sneaky")
         .send()
@@ -281,6 +282,11 @@ async fn bad_upgrade_requests_get_clear_errors_before_the_upgrade() {
         ("/?key=%ff%fe", "key_not_utf8"),
         ("/?key=%zz", "bad_percent_escape"),
         ("/?key=a%0Ab", "key_control_characters"),
+        // Found in the security review: these were routed by one reading
+        // while the app could see another.
+        ("/?key=alice&key=bob", "ambiguous_key"),
+        ("/?key=alice&k%65y=bob", "ambiguous_key"),
+        ("/?key=a%E2%80%8Bb", "key_invisible_characters"),
     ] {
         let (status, body) = dev.public_get(path).await;
         assert_eq!(status, 400, "{path}: {body}");
@@ -289,8 +295,34 @@ async fn bad_upgrade_requests_get_clear_errors_before_the_upgrade() {
         assert_eq!(json["error"], code, "{path}: {body}");
         assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    // Upgrades a pod or app could read differently than the router (found
+    // in the security review): refused with 400 before anything is forwarded.
+    let upgrade = |extra: &str| {
+        format!(
+            "GET /?key=a HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+             sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+        )
+    };
+    for extra in [
+        "upgrade: foo\r\n",
+        "host: y\r\n",
+        "sec-websocket-key: AAAAAAAAAAAAAAAAAAAAAA==\r\n",
+    ] {
+        let answer = wsring_core::testkit::raw_exchange(
+            dev.public.parse().unwrap(),
+            upgrade(extra).as_bytes(),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{extra:?}: {answer}");
+        assert!(
+            answer.contains("bad_upgrade_request"),
+            "{extra:?}: {answer}"
+        );
+    }
     // A plain GET that is no upgrade at all.
-    let res = reqwest::get(format!("http://{}/?key=a", dev.public))
+    let res = AdminClient::new()
+        .get(format!("http://{}/?key=a", dev.public))
+        .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 426);
@@ -336,7 +368,8 @@ async fn malformed_control_messages_change_nothing() {
     let redis = redis::Client::open(dev.redis.url()).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     for pod in ["pod-0", "pod-1"] {
-        let channel = wsring_core::protocol::pod_channel("dev", pod);
+        let channel =
+            wsring_core::protocol::pod_channel(wsring_core::protocol::LOCAL_NAMESPACE, "dev", pod);
         for garbage in [
             "not json",
             r#"{"type":"reset","v":99,"ringVersion":1,"router":"r","connections":[]}"#,
@@ -400,7 +433,7 @@ async fn bad_ring_updates_are_refused_and_leave_the_ring_alone() {
         assert_eq!(now.spec(), ring.spec());
     }
     // Without the token the ring cannot be changed at all.
-    let res = reqwest::Client::new()
+    let res = AdminClient::new()
         .put(format!("{}/ring", dev.admin))
         .body(ring.spec().to_json())
         .send()
@@ -423,5 +456,9 @@ async fn bad_ring_updates_are_refused_and_leave_the_ring_alone() {
     assert_eq!(status, 200, "{answer}");
     let (status, body) = dev.public_get("/?key=anyone").await;
     assert_eq!(status, 502, "{body}");
-    assert!(body.contains("ghost-0"), "names the pod: {body}");
+    assert!(body.contains("pod_unreachable"), "{body}");
+    assert!(
+        !body.contains("ghost-0") && !body.contains("127.0.0.1"),
+        "a public answer names no pod and no address: {body}"
+    );
 }

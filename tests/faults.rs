@@ -11,9 +11,9 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use support::{connect_all, keys, sigkill, Client, Dev, Event, WAIT};
-use wsring_core::testkit::RedisServer;
+use wsring_core::harness::admin_http::Method;
+use wsring_core::harness::RedisServer;
 use wsring_core::Ring;
 
 /// A moment to let anything that should not happen show up.
@@ -148,7 +148,9 @@ async fn redis_outage_falls_back_to_router_closes_and_resubscribes() {
 
     // Redis comes back on the same port after the outage.
     tokio::time::sleep(OUTAGE.saturating_sub(down_at.elapsed())).await;
-    dev.redis = RedisServer::start_on(port, &[]);
+    dev.redis = RedisServer::start_on(port, &[])
+        .await
+        .expect("redis-server restarts on its port");
     eprintln!(
         "redis was down for {:?}; restarted on port {port}",
         down_at.elapsed()

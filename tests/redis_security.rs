@@ -13,18 +13,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
+use wsring::process::{Logs, Role, ServerLaunch, ServerProcess};
+use wsring_core::harness::{free_addr, free_port, AdminClient, RedisServer};
 use wsring_core::protocol::CLOSE_RING_MOVED;
-use wsring_core::testkit::{free_port, RedisServer};
-
-mod support;
-use support::wsring_command;
 
 const TOKEN: &str = "sec-token";
 const PASSWORD: &str = "redis-s3cret";
@@ -38,33 +34,31 @@ struct Redis {
     ca_file: Option<PathBuf>,
 }
 
-/// A `wsring` child process, killed when dropped.
-struct Proc {
-    _child: Child,
-    listen: SocketAddr,
-    admin: SocketAddr,
-}
+/// A `wsring router` / `wsring pod` child on free ports, stopped when dropped.
+type Proc = ServerProcess;
 
-fn wsring(role: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let (listen, admin): (SocketAddr, SocketAddr) = (
-        ([127, 0, 0, 1], free_port()).into(),
-        ([127, 0, 0, 1], free_port()).into(),
-    );
-    let child = wsring_command(role)
-        .args(["--listen", &listen.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .args(["--cluster", CLUSTER])
-        .args(args)
-        .env("WSRING_TOKEN", TOKEN)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn wsring");
-    Proc {
-        _child: child,
-        listen,
-        admin,
-    }
+/// Start `wsring ROLE` on free loopback ports with the test cluster and
+/// token, the test's `RUST_LOG` (default `warn`) and `env` on top.
+fn wsring(role: Role, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let log_level = std::env::var("RUST_LOG").unwrap_or("warn".into());
+    let env = [("RUST_LOG", log_level.as_str())]
+        .iter()
+        .chain(env)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ServerProcess::spawn(ServerLaunch {
+        exe: env!("CARGO_BIN_EXE_wsring").into(),
+        role,
+        name: role.subcommand().into(),
+        listen: free_addr().unwrap(),
+        admin: free_addr().unwrap(),
+        cluster: CLUSTER.into(),
+        token: TOKEN.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env,
+        logs: Logs::Inherit,
+    })
+    .expect("spawn wsring")
 }
 
 /// A pod that takes the password from `WSRING_REDIS_PASSWORD` and the CA from
@@ -76,7 +70,7 @@ fn pod(redis: &Redis) -> Proc {
         env.push(("WSRING_REDIS_CA_FILE", ca));
     }
     wsring(
-        "pod",
+        Role::Pod,
         &["--pod-name", "pod-0", "--redis-url", &redis.url],
         &env,
     )
@@ -98,17 +92,17 @@ fn router(redis: &Redis, id: &str, trust_ca: bool) -> Proc {
     if let (Some(ca), true) = (&ca, trust_ca) {
         args.extend(["--redis-ca-file", ca]);
     }
-    wsring("router", &args, &[])
+    wsring(Role::Router, &args, &[])
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let res = reqwest::Client::new()
+    let res = AdminClient::new()
         .get(format!("http://{addr}{path}"))
-        .bearer_auth(TOKEN)
+        .bearer(TOKEN)
         .send()
         .await
         .ok()?;
-    Some((res.status().as_u16(), res.text().await.ok()?))
+    Some((res.status().as_u16(), res.text()))
 }
 
 /// Poll `check` until it yields a value; panics with `what` after [`WAIT`].
@@ -138,15 +132,15 @@ async fn wait_subscribed(pod: &Proc) {
 }
 
 async fn put_ring(router: &Proc, version: u64, members: Value) -> Value {
-    let res = reqwest::Client::new()
+    let res = AdminClient::new()
         .put(format!("http://{}/ring", router.admin))
-        .bearer_auth(TOKEN)
+        .bearer(TOKEN)
         .body(json!({"version": version, "vnodes": 16, "members": members}).to_string())
         .send()
         .await
         .expect("PUT /ring");
     assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
+    res.json().unwrap()
 }
 
 type Ws =
@@ -197,6 +191,23 @@ async fn reset_outcome(router: &Proc) -> String {
     .await
 }
 
+/// Once `router`'s admin API is up, connect a client through it to `pod` and
+/// move the client's key away, so that the router resets the connection.
+/// Returns the client.
+async fn connect_and_move_key(router: &Proc, pod: &Proc) -> Ws {
+    wait_for("router admin up", || get(router.admin, "/healthz")).await;
+    let ws = connect_through(router, pod).await;
+    move_keys(router).await;
+    ws
+}
+
+/// The reset of `ws` went router → Redis → pod: the client sees close 4001,
+/// which only the pod sends, and the router recorded it as `published`.
+async fn assert_reset_published(router: &Proc, ws: &mut Ws) {
+    assert_eq!(close_code(ws).await, Some(CLOSE_RING_MOVED));
+    assert_eq!(reset_outcome(router).await, "published");
+}
+
 /// Start a pod and a router (id `router_id`) on `redis`, connect a client
 /// through them, move its key, and check that the reset went router → Redis
 /// → pod (close 4001, outcome `published`). Returns the pod for more checks.
@@ -204,31 +215,139 @@ async fn reset_is_published(redis: &Redis, router_id: &str) -> Proc {
     let pod = pod(redis);
     wait_subscribed(&pod).await;
     let router = router(redis, router_id, true);
-    wait_for("router admin up", || get(router.admin, "/healthz")).await;
-    let mut ws = connect_through(&router, &pod).await;
-    move_keys(&router).await;
-    assert_eq!(close_code(&mut ws).await, Some(CLOSE_RING_MOVED));
-    assert_eq!(reset_outcome(&router).await, "published");
+    let mut ws = connect_and_move_key(&router, &pod).await;
+    assert_reset_published(&router, &mut ws).await;
     pod
 }
 
-#[tokio::test]
-async fn resets_reach_the_pod_through_a_password_protected_redis() {
-    let port = free_port();
-    let _server = RedisServer::start_on(port, &["--requirepass", PASSWORD]);
+/// A plain (no TLS) redis-server on a free port that requires [`PASSWORD`],
+/// and how the processes reach it (the URL carries no password).
+async fn password_redis() -> (RedisServer, Redis) {
+    let port = free_port().unwrap();
+    let server = RedisServer::start_on(port, &["--requirepass", PASSWORD])
+        .await
+        .expect("redis-server");
     let redis = Redis {
         url: format!("redis://127.0.0.1:{port}"),
         ca_file: None,
     };
+    (server, redis)
+}
+
+#[tokio::test]
+async fn resets_reach_the_pod_through_a_password_protected_redis() {
+    let (_server, redis) = password_redis().await;
     reset_is_published(&redis, "r-pw").await;
+}
+
+/// A reset for a pod that does not listen (crashed, or gone from Redis) is
+/// recorded as `no subscriber`, not `published`: nobody received it, and the
+/// router's own close at the reset timeout is what ends those connections.
+#[tokio::test]
+async fn a_reset_nobody_receives_is_not_reported_as_published() {
+    let (_server, redis) = password_redis().await;
+    // The pod has no Redis at all, so nothing subscribes to its channel.
+    let deaf_pod = wsring(Role::Pod, &["--pod-name", "pod-0"], &[]);
+    let router = router(&redis, "r-deaf", true);
+    let _ws = connect_and_move_key(&router, &deaf_pod).await;
+    assert_eq!(reset_outcome(&router).await, "no subscriber");
+}
+
+/// Least privilege with Redis ACLs (docs/interfaces.md, "Redis"): the router's
+/// user may only publish, on its cluster's channels; the pod's user may only
+/// subscribe, to its own channel. Resets still go router → Redis → pod, and
+/// each user is refused the other's command.
+#[tokio::test]
+async fn resets_work_with_least_privilege_redis_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("users.acl");
+    std::fs::write(
+        &acl,
+        format!(
+            "user default off\n\
+             user router on >router-pw resetchannels &wsring:local:{CLUSTER}:pod:* -@all +publish +ping +hello +auth +client\n\
+             user pod-0 on >pod-pw resetchannels &wsring:local:{CLUSTER}:pod:pod-0 -@all +subscribe +unsubscribe +ping +hello +auth +client\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let _server = RedisServer::start_on(port, &["--aclfile", &acl.display().to_string()])
+        .await
+        .expect("redis-server");
+    let url = |user: &str, pw: &str| format!("redis://{user}:{pw}@127.0.0.1:{port}");
+
+    let (pod_url, router_url) = (url("pod-0", "pod-pw"), url("router", "router-pw"));
+
+    let pod = wsring(
+        Role::Pod,
+        &["--pod-name", "pod-0", "--redis-url", &pod_url],
+        &[],
+    );
+    wait_subscribed(&pod).await;
+    let router = wsring(
+        Role::Router,
+        &[
+            "--router-id",
+            "r-acl",
+            "--redis-url",
+            &router_url,
+            "--reset-timeout-ms",
+            "600000",
+        ],
+        &[],
+    );
+    let mut ws = connect_and_move_key(&router, &pod).await;
+    assert_reset_published(&router, &mut ws).await;
+
+    let channel = format!("wsring:local:{CLUSTER}:pod:pod-0");
+    let refused = |result: redis::RedisResult<redis::Value>| {
+        let err = result.expect_err("refused by the ACL");
+        assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
+    };
+    let mut as_pod = connect_as(&pod_url).await;
+    refused(publish_empty(&mut as_pod, &channel).await);
+    let mut as_router = connect_as(&router_url).await;
+    refused(publish_empty(&mut as_router, "wsring:local:other-cluster:pod:pod-0").await);
+    refused(redis::cmd("GET").arg("k").query_async(&mut as_router).await);
+    let mut other_channel = redis::Client::open(pod_url)
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    let err = other_channel
+        .subscribe(format!("wsring:local:{CLUSTER}:pod:pod-1"))
+        .await
+        .expect_err("another pod's channel is refused");
+    assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
+}
+
+/// A Redis connection as the user (and password) in `url`.
+async fn connect_as(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// `PUBLISH channel {}` on `conn`, for what its user may publish.
+async fn publish_empty(
+    conn: &mut redis::aio::MultiplexedConnection,
+    channel: &str,
+) -> redis::RedisResult<redis::Value> {
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg("{}")
+        .query_async(conn)
+        .await
 }
 
 /// Start a TLS-only, password-protected redis-server with certificates from
 /// [`make_certs`] in `dir`; its URL names `localhost`, as the certificate does.
-fn tls_redis(dir: &Path) -> (RedisServer, String) {
+async fn tls_redis(dir: &Path) -> (RedisServer, String) {
     make_certs(dir);
     let file = |name: &str| dir.join(name).display().to_string();
-    let port = free_port();
+    let port = free_port().unwrap();
     // TLS only: `--port 0` turns the plain port off; clients need no certificate.
     let server = RedisServer::start_on(
         port,
@@ -248,7 +367,9 @@ fn tls_redis(dir: &Path) -> (RedisServer, String) {
             "--requirepass",
             PASSWORD,
         ],
-    );
+    )
+    .await
+    .expect("redis-server with TLS");
     (server, format!("rediss://localhost:{port}"))
 }
 
@@ -333,7 +454,7 @@ fn make_certs(dir: &Path) {
 #[tokio::test]
 async fn resets_reach_the_pod_over_rediss_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, url) = tls_redis(dir.path());
+    let (_server, url) = tls_redis(dir.path()).await;
     let redis = Redis {
         url,
         ca_file: Some(dir.path().join("ca.pem")),
@@ -343,9 +464,7 @@ async fn resets_reach_the_pod_over_rediss_with_a_private_ca() {
     // Without --redis-ca-file the private CA is not trusted: the publish fails
     // (and the connection would be left to the router's own close).
     let untrusting = router(&redis, "r-no-ca", false);
-    wait_for("router admin up", || get(untrusting.admin, "/healthz")).await;
-    let _ws = connect_through(&untrusting, &pod).await;
-    move_keys(&untrusting).await;
+    let _ws = connect_and_move_key(&untrusting, &pod).await;
     assert_eq!(reset_outcome(&untrusting).await, "publish failed");
 }
 
@@ -430,7 +549,7 @@ fn kubelet_env(
 }
 
 /// Start a `wsring` child with a resolved environment (flags only for ports).
-fn wsring_with_env(role: &str, args: &[&str], env: &[(String, String)]) -> Proc {
+fn wsring_with_env(role: Role, args: &[&str], env: &[(String, String)]) -> Proc {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     wsring(role, args, &env)
 }
@@ -467,7 +586,7 @@ async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
     use wsring_operator::resources::{router, statefulset};
 
     let dir = tempfile::tempdir().unwrap();
-    let (_server, url) = tls_redis(dir.path());
+    let (_server, url) = tls_redis(dir.path()).await;
     let secret_ref = |name: &str, key: &str| {
         Some(SecretKeyRef {
             name: name.into(),
@@ -525,9 +644,9 @@ async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
     assert!(ca_file(&router_env).is_some_and(|pem| pem.contains("BEGIN CERTIFICATE")));
 
     // The pod reaches the TLS Redis with the password Secret and the mounted CA.
-    let pod = wsring_with_env("pod", &[], &pod_env);
+    let pod = wsring_with_env(Role::Pod, &[], &pod_env);
     wait_subscribed(&pod).await;
-    let router = wsring_with_env("router", &["--reset-timeout-ms", "600000"], &router_env);
+    let router = wsring_with_env(Role::Router, &["--reset-timeout-ms", "600000"], &router_env);
     wait_for("router admin up", || get(router.admin, "/healthz")).await;
     let member =
         json!([{"name": "pod-0", "addr": pod.listen.to_string(), "admin": pod.admin.to_string()}]);

@@ -15,7 +15,8 @@
 //   hide handshake headers, so there `pod` stays null.
 //
 // ESM, no dependencies. Works with the browser's WebSocket, Node 22's global
-// WebSocket, or any constructor passed as `options.WebSocket` (e.g. `ws`).
+// WebSocket, or any constructor passed as `options.WebSocket` (`ws` on Node 20,
+// which has no global WebSocket).
 
 /** Close code: the key's owner changed; reconnect now. */
 export const CLOSE_RING_MOVED = 4001;
@@ -76,7 +77,10 @@ export class WsringClient {
     this.#opts = { ...DEFAULTS, ...options };
     this.#opts.WebSocket ??= globalThis.WebSocket;
     if (typeof this.#opts.WebSocket !== 'function') {
-      throw new TypeError('wsring: no WebSocket implementation (pass options.WebSocket)');
+      throw new TypeError(
+        'wsring: no WebSocket implementation: this runtime has no global WebSocket (Node before 22); ' +
+          "pass one: import WebSocket from 'ws'; new WsringClient(url, key, { WebSocket })",
+      );
     }
     this.#url = keyUrl(base, key, this.#opts.keyParam);
     this.#connect();

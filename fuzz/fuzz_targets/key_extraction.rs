@@ -3,12 +3,13 @@
 //! Input: byte 0 picks the key source, byte 1 the key name, byte 2 the
 //! `--max-key-bytes` limit; the rest is an HTTP request head, parsed with
 //! httparse as hyper does. Properties: extraction never panics, and every key
-//! it accepts passes `wsring_core::protocol::validate_key` with the same limit.
+//! it accepts passes `wsring_core::key::check_key` (the rule ws-pod applies too)
+//! with the same limit.
 #![no_main]
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use libfuzzer_sys::fuzz_target;
-use wsring_core::protocol::validate_key;
+use wsring_core::key::check_key;
 use wsring_router::key::KeyExtractor;
 use wsring_router::KeySource;
 
@@ -53,8 +54,8 @@ fuzz_target!(|data: &[u8]| {
 
     let extractor = KeyExtractor::new(source, name, limit);
     if let Ok(key) = extractor.extract(&uri, &headers) {
-        if let Err(e) = validate_key(&key, limit) {
-            panic!("accepted key {key:?} fails validate_key({limit}): {e}");
+        if let Err(e) = check_key(&key, limit) {
+            panic!("accepted key {key:?} fails check_key({limit}): {e}");
         }
     }
 });

@@ -4,13 +4,15 @@
 kubernetes-validate only ships the schemas of built-in kinds. This script checks
 the other kinds found in YAML streams (files, or "-" for stdin):
 
-* WebSocketCluster (wsring.io): against the openAPIV3Schema of the served version
-  in the CRD given with --crd (crds/websocketcluster.yaml), the way the API server
+* WebSocketCluster (wsring.io), and any kind whose CRD is given with --crd
+  (repeatable; e.g. the Gateway API's Gateway and HTTPRoute in the examples):
+  against the openAPIV3Schema of the served version, the way the API server
   with strict field validation (kubectl's default) would: unknown fields are
   errors, `nullable`, `x-kubernetes-int-or-string` and
   `x-kubernetes-preserve-unknown-fields` are honoured. CEL rules
   (x-kubernetes-validations) are not evaluated: they are counted and reported.
-  On top, metadata.name must be a DNS-1035 label of at most 50 characters, because
+  On top, for WebSocketClusters, metadata.name must be a DNS-1035 label of at
+  most 50 characters (the CRD's CEL rule says the same), because
   the operator creates a Service with that name and one named "NAME-router-admin",
   and spec.template (kept as free-form object by the CRD) must be a valid core/v1
   PodTemplateSpec (kubernetes-validate, strict).
@@ -210,16 +212,18 @@ class Crd:
     cel_rules: list[str] = field(default_factory=list)
 
 
-def load_crd(path: str) -> Crd:
+def load_crds(path: str) -> list[Crd]:
+    """Every CustomResourceDefinition in the YAML stream at `path`."""
     with open(path, encoding="utf-8") as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
-    crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
-    if len(crds) != 1:
-        raise SystemExit(f"{path}: expected exactly one CustomResourceDefinition, found {len(crds)}")
-    spec = crds[0]["spec"]
+    crds = [crd_of(path, d["spec"]) for d in docs if d.get("kind") == "CustomResourceDefinition"]
+    if not crds:
+        raise SystemExit(f"{path}: no CustomResourceDefinition")
+    return crds
+
+
+def crd_of(path: str, spec: dict) -> Crd:
     crd = Crd(group=spec["group"], kind=spec["names"]["kind"])
-    if crd.group != WSC_GROUP or crd.kind != WSC_KIND:
-        raise SystemExit(f"{path}: CRD is {crd.kind}.{crd.group}, expected {WSC_KIND}.{WSC_GROUP}")
     for version in spec["versions"]:
         if not version.get("served", False):
             continue
@@ -243,7 +247,7 @@ def errors_of(validator: jsonschema.protocols.Validator, doc: dict) -> list[str]
     return out
 
 
-def check_document(doc: dict, crd: Crd | None) -> tuple[str, list[str]] | None:
+def check_document(doc: dict, crds: dict[tuple[str, str], Crd]) -> tuple[str, list[str]] | None:
     """(kind, errors) for a custom resource, None for a built-in kind."""
     api_version = str(doc.get("apiVersion", ""))
     kind = str(doc.get("kind", ""))
@@ -253,13 +257,16 @@ def check_document(doc: dict, crd: Crd | None) -> tuple[str, list[str]] | None:
     if kind in MONITOR_SCHEMAS and group == "monitoring.coreos.com":
         validator = jsonschema.Draft202012Validator(MONITOR_SCHEMAS[kind])
         return kind, errors_of(validator, doc)
-    if kind == WSC_KIND and group == WSC_GROUP:
-        if crd is None:
-            return kind, ["no CRD given (--crd): cannot validate"]
+    crd = crds.get((group, kind))
+    if crd is None and kind == WSC_KIND and group == WSC_GROUP:
+        return kind, ["no CRD given (--crd): cannot validate"]
+    if crd is not None:
         version = api_version.rpartition("/")[2]
         if version not in crd.schemas:
             return kind, [f"apiVersion: {api_version} is not served (served: {sorted(crd.schemas)})"]
         errors = errors_of(jsonschema.Draft202012Validator(crd.schemas[version]), doc)
+        if kind != WSC_KIND or group != WSC_GROUP:
+            return kind, errors
         name = str((doc.get("metadata") or {}).get("name", ""))
         if not DNS1035.match(name) or len(name) > MAX_CLUSTER_NAME:
             errors.append(
@@ -295,17 +302,18 @@ def name_of(doc: dict) -> str:
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--crd", help="crds/websocketcluster.yaml; without it WebSocketClusters are errors")
+    parser.add_argument("--crd", action="append", default=[],
+                        help="a file of CRDs (repeatable); without crds/websocketcluster.yaml WebSocketClusters are errors")
     parser.add_argument("--expect-invalid", action="store_true",
                         help="every file holds one custom resource that must be rejected")
     parser.add_argument("files", nargs="+", help="YAML files, '-' for stdin")
     args = parser.parse_args(argv)
 
-    crd = load_crd(args.crd) if args.crd else None
+    crds = {(c.group, c.kind): c for path in args.crd for c in load_crds(path)}
     failures = checked = 0
     for path in args.files:
         text, docs = read_stream(path)
-        results = [(doc, check_document(doc, crd)) for doc in docs]
+        results = [(doc, check_document(doc, crds)) for doc in docs]
         custom = [(doc, r) for doc, r in results if r is not None]
         if args.expect_invalid:
             expects = re.findall(r"^#\s*expect:\s*(.+?)\s*$", text, re.MULTILINE)
@@ -334,8 +342,9 @@ def main(argv: Iterable[str] | None = None) -> int:
             else:
                 print(f"ok   {path}: {name_of(doc)}")
 
-    if crd is not None and crd.cel_rules:
-        print(f"note: {len(crd.cel_rules)} CEL rule(s) of the CRD not evaluated here (the API server does)")
+    cel_rules = sum(len(c.cel_rules) for c in crds.values())
+    if cel_rules:
+        print(f"note: {cel_rules} CEL rule(s) of the CRDs not evaluated here (the API server does)")
     print(f"custom resources: {checked} checked, {failures} failed")
     return 1 if failures else 0
 

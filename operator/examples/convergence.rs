@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use tower_test::mock::{self, Handle};
 use wsring_core::{Ring, RingSpec};
 use wsring_operator::controller::{reconcile, Context};
+use wsring_operator::membership;
 use wsring_operator::metrics::Metrics;
 use wsring_operator::{WebSocketCluster, WebSocketClusterSpec, WebSocketClusterStatus};
 
@@ -111,6 +112,11 @@ fn router_slice(world: &World) -> Vec<EndpointSlice> {
                     serving: Some(true),
                     terminating: Some(false),
                 }),
+                target_ref: Some(ObjectReference {
+                    kind: Some("Pod".into()),
+                    name: Some(format!("{NAME}-router-5d4c3b2a1-{port}")),
+                    ..ObjectReference::default()
+                }),
                 ..Endpoint::default()
             };
             slice("router-admin", vec![ep], &[("admin", i32::from(*port))])
@@ -123,6 +129,14 @@ fn slice(suffix: &str, endpoints: Vec<Endpoint>, ports: &[(&str, i32)]) -> Endpo
         metadata: ObjectMeta {
             name: Some(format!("{NAME}-{suffix}-x")),
             namespace: Some(NS.into()),
+            // Membership only counts what the EndpointSlice controller wrote.
+            labels: Some(
+                [(
+                    membership::MANAGED_BY_LABEL.to_string(),
+                    membership::ENDPOINTSLICE_CONTROLLER.to_string(),
+                )]
+                .into(),
+            ),
             ..ObjectMeta::default()
         },
         address_type: "IPv4".into(),
@@ -286,6 +300,8 @@ async fn main() {
     let ctx = Arc::new(Context::new(
         Client::new(service, NS),
         Arc::new(Metrics::default()),
+        wsring_operator::policy::Policy::default(),
+        None,
     ));
 
     // Initial reconcile: publishes version 1 with every pod.

@@ -3,12 +3,17 @@
 //!
 //! Order of one pass (ring first, so a membership change reaches the routers
 //! after five API round trips rather than after every child apply):
+//! 0. the spec check ([`Policy::check`]): a refused spec is reported
+//!    (Degraded, Warning event) and nothing is applied;
 //! 1. token Secret `NAME-token`: read, or create once if absent;
-//! 2. EndpointSlices of `NAME-pods` → members;
+//! 2. EndpointSlices of `NAME-pods` → members (only the EndpointSlice
+//!    controller's slices, only the cluster's own pods: [`crate::membership`]);
 //! 3. ring ConfigMap: read the published ring, decide the next (the version moves
 //!    only on a real change), apply if different;
 //! 4. EndpointSlices of `NAME-router-admin` → `PUT /ring` to routers that lack it;
-//! 5. server-side apply of RBAC, Services, StatefulSet, router Deployment, Ingress;
+//! 5. server-side apply of RBAC, Services, StatefulSet, router Deployment,
+//!    NetworkPolicies, and the optional Ingress and HTTPRoute (or deletion of
+//!    ours when turned off);
 //! 6. events for what changed, then the status (only when it differs).
 //!
 //! Triggers: spec changes of the `WebSocketCluster` (generation predicate, so the
@@ -22,7 +27,6 @@ use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
@@ -34,16 +38,20 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
+use wsring_core::{Member, RingSpec};
 
 use crate::crd::WebSocketCluster;
+use crate::error::Error;
 use crate::membership::{self, SERVICE_NAME_LABEL};
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, RouterAcks};
+use crate::policy::Policy;
+use crate::resources::network_policy::{self, AdminAccess};
+use crate::resources::ring_configmap::{self, NextRing};
 use crate::resources::{
-    ingress, rbac, ring_configmap, router, services, statefulset, token, Names, MANAGER,
+    httproute, ingress, rbac, router, services, statefulset, token, Names, MANAGER,
 };
 use crate::status::{self, Observed};
-use crate::Error;
 
 /// Requeue of a converged cluster: a safety net, every real change triggers sooner.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -64,11 +72,21 @@ pub struct Context {
     pub notifier: Notifier,
     /// Which routers already hold which ring version.
     pub acks: RouterAcks,
+    /// What a cluster may ask the operator to create ([`crate::policy`]).
+    pub policy: Policy,
+    /// Who may reach the admin ports besides the routers; `None`: the
+    /// operator creates no NetworkPolicies (`--network-policies=false`).
+    pub admin_access: Option<AdminAccess>,
 }
 
 impl Context {
     /// A context for the live operator.
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        policy: Policy,
+        admin_access: Option<AdminAccess>,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.to_string(),
             instance: std::env::var("POD_NAME").ok(),
@@ -79,153 +97,96 @@ impl Context {
             metrics,
             notifier: Notifier::default(),
             acks: RouterAcks::default(),
+            policy,
+            admin_access,
         }
     }
 }
 
-/// Reconcile one `WebSocketCluster`.
+/// Reconcile one `WebSocketCluster`: the steps of the module docs, in order.
+/// A cluster being deleted is left to the garbage collector; a refused spec
+/// is reported and nothing else is done.
 pub async fn reconcile(wsc: Arc<WebSocketCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
-    let ns = wsc
-        .namespace()
-        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
-    let name = wsc.name_any();
-    let key = format!("{ns}/{name}");
+    let cluster = Cluster::new(&wsc)?;
     if wsc.meta().deletion_timestamp.is_some() {
         // Children carry controller owner references: the garbage collector removes them.
-        ctx.acks.forget(&key);
+        ctx.acks.forget(&cluster.key);
         return Ok(Action::await_change());
+    }
+    if let Err(Error::InvalidSpec(why)) = ctx.policy.check(&wsc) {
+        return refuse_spec(&ctx, &cluster, why).await;
     }
     let mut events = Vec::new();
+    let token = ensure_token(&ctx, &cluster, &mut events).await?;
+    let members = ring_members(&ctx, &cluster).await?;
+    let next = publish_ring(&ctx, &cluster, members, &mut events).await?;
+    let failures = notify_routers(&ctx, &cluster, &token, &next.ring, &mut events).await?;
+    let children = apply_children(&ctx, &cluster).await?;
+    let observed = observe(&next, &children, &failures);
+    report_status(&ctx, &wsc, events, &observed).await
+}
 
-    if let Err(Error::InvalidSpec(why)) = wsc.spec.validate() {
-        tracing::warn!(cluster = %key, %why, "invalid spec, nothing applied");
-        let reported = wsc.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec" && c.message == why)
-        });
-        if !reported {
-            events.push(warning("InvalidSpec", "Validate", why.clone()));
-        }
-        let observed = Observed {
-            invalid_spec: Some(why),
-            ..Observed::default()
-        };
-        publish(&ctx, &wsc, events).await;
-        write_status(&ctx, &wsc, &observed).await?;
-        return Ok(Action::await_change());
+/// The cluster one reconcile works on, with the names every step uses.
+struct Cluster<'a> {
+    /// The object as the watch delivered it.
+    wsc: &'a WebSocketCluster,
+    /// Its namespace, where every child lives.
+    ns: String,
+    /// Its name, the prefix of every child's name.
+    name: String,
+    /// `NAMESPACE/NAME`: the log field and the key of the router acks.
+    key: String,
+}
+
+impl<'a> Cluster<'a> {
+    /// Fails on an object without a namespace: the CRD is namespaced, so
+    /// every stored cluster has one.
+    fn new(wsc: &'a WebSocketCluster) -> Result<Self, Error> {
+        let ns = wsc
+            .namespace()
+            .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+        let name = wsc.name_any();
+        let key = format!("{ns}/{name}");
+        Ok(Cluster { wsc, ns, name, key })
     }
+}
 
-    // 1. Token.
-    let token = ensure_token(&ctx, &wsc, &ns, &mut events).await?;
-
-    // 2. Members.
-    let slices = list_slices(&ctx.client, &ns, &Names::pods_service(&name)).await?;
-    let members = membership::members(&slices);
-
-    // 3. Ring ConfigMap.
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    let existing_cm = cms.get_opt(&Names::ring_configmap(&name)).await?;
-    let existing = existing_cm.as_ref().and_then(ring_configmap::read_ring);
-    let floor = wsc.status.as_ref().map_or(0, |s| s.ring_version);
-    let next = ring_configmap::next_ring(existing.as_ref(), floor, &wsc, members)?;
-    if !ring_configmap::holds(existing_cm.as_ref(), &next.ring) {
-        apply(
-            &ctx.client,
-            &ns,
-            &ring_configmap::configmap(&wsc, &next.ring),
-        )
-        .await?;
-    }
-    ctx.metrics.set_ring_version(&ns, &name, next.ring.version);
-    if next.changed {
-        let note = ring_note(&next);
-        tracing::info!(cluster = %key, version = next.ring.version, %note, "ring updated");
-        events.push(normal("RingUpdated", "PublishRing", note));
-    }
-
-    // 4. Routers.
-    let router_slices = list_slices(&ctx.client, &ns, &Names::router_admin_service(&name)).await?;
-    let routers = membership::routers(&router_slices);
-    let failures = ctx
-        .notifier
-        .notify_all(&ctx.acks, &key, &routers, &token, &next.ring)
-        .await;
-    let notify_failures: Vec<String> = failures
-        .iter()
-        .map(|e| match e {
-            Error::Notify { router, .. } => router.clone(),
-            other => other.to_string(),
-        })
-        .collect();
-    if !failures.is_empty() {
-        for e in &failures {
-            ctx.metrics.notify_failures.inc();
-            tracing::warn!(cluster = %key, error = %e, "router notification failed");
-        }
-        let note = failures
+/// Step 0, for a spec the operator refuses ([`Policy::check`]): nothing is
+/// applied, so nothing half-built runs; the author learns why from the
+/// Degraded condition and a Warning event (only when the reason is new, so a
+/// resync does not repeat it), and the cluster waits for a spec change.
+async fn refuse_spec(ctx: &Context, cluster: &Cluster<'_>, why: String) -> Result<Action, Error> {
+    let wsc = cluster.wsc;
+    tracing::warn!(cluster = %cluster.key, %why, "invalid spec, nothing applied");
+    let reported = wsc.status.as_ref().is_some_and(|s| {
+        s.conditions
             .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        events.push(warning("RouterNotifyFailed", "NotifyRouters", note));
+            .any(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec" && c.message == why)
+    });
+    let mut events = Vec::new();
+    if !reported {
+        events.push(warning("InvalidSpec", "Validate", why.clone()));
     }
-
-    // 5. Children.
-    apply(&ctx.client, &ns, &rbac::service_account(&wsc)).await?;
-    apply(&ctx.client, &ns, &rbac::role(&wsc)).await?;
-    apply(&ctx.client, &ns, &rbac::role_binding(&wsc)).await?;
-    apply(&ctx.client, &ns, &services::pods_service(&wsc)).await?;
-    let sts = apply(&ctx.client, &ns, &statefulset::statefulset(&wsc)).await?;
-    apply(&ctx.client, &ns, &services::router_service(&wsc)).await?;
-    apply(&ctx.client, &ns, &services::router_admin_service(&wsc)).await?;
-    let deploy = apply(&ctx.client, &ns, &router::deployment(&wsc)).await?;
-    reconcile_ingress(&ctx, &wsc, &ns).await?;
-
-    // 6. Events and status.
     let observed = Observed {
-        pods: sts.status.as_ref().map_or(0, |s| s.replicas),
-        members: next
-            .ring
-            .member_names()
-            .iter()
-            .map(|n| n.to_string())
-            .collect(),
-        ring_version: next.ring.version,
-        routers_ready: deploy
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0),
-        notify_failures,
-        invalid_spec: None,
+        invalid_spec: Some(why),
+        ..Observed::default()
     };
-    publish(&ctx, &wsc, events).await;
-    let settled = write_status(&ctx, &wsc, &observed).await?;
-    Ok(if settled && failures.is_empty() {
-        Action::requeue(RESYNC)
-    } else {
-        Action::requeue(RETRY)
-    })
+    publish(ctx, wsc, events).await;
+    write_status(ctx, wsc, &observed).await?;
+    Ok(Action::await_change())
 }
 
-/// Count the failure and retry later; the error is already in the controller's log line.
-pub fn error_policy(wsc: Arc<WebSocketCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(cluster = %wsc.name_any(), %error, "reconcile failed");
-    ctx.metrics.reconcile_failed(error);
-    Action::requeue(ERROR_RETRY)
-}
-
-/// Read the token, creating the Secret the first time.
+/// Step 1: the bearer token routers and pods share, read from the Secret
+/// `NAME-token`, which is created the first time with a random token and
+/// never rewritten here: rotating it is an explicit act ([`token`]).
 async fn ensure_token(
     ctx: &Context,
-    wsc: &WebSocketCluster,
-    ns: &str,
+    cluster: &Cluster<'_>,
     events: &mut Vec<Event>,
 ) -> Result<String, Error> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let name = Names::token_secret(&wsc.name_any());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.ns);
+    let name = Names::token_secret(&cluster.name);
     if let Some(secret) = secrets.get_opt(&name).await? {
         return token::read_token(&secret).ok_or_else(|| {
             Error::InvalidSpec(format!(
@@ -240,7 +201,7 @@ async fn ensure_token(
         ..PostParams::default()
     };
     secrets
-        .create(&pp, &token::token_secret(wsc, &fresh))
+        .create(&pp, &token::token_secret(cluster.wsc, &fresh))
         .await?;
     events.push(normal(
         "TokenCreated",
@@ -250,14 +211,231 @@ async fn ensure_token(
     Ok(fresh)
 }
 
-/// Apply the Ingress, or delete ours when it was disabled.
-async fn reconcile_ingress(ctx: &Context, wsc: &WebSocketCluster, ns: &str) -> Result<(), Error> {
-    if let Some(desired) = ingress::ingress(wsc) {
-        apply(&ctx.client, ns, &desired).await?;
+/// Step 2: the ring members are the ready pods, read from the EndpointSlices
+/// of `NAME-pods` (only the EndpointSlice controller's, only this cluster's
+/// pods: [`membership::members`]).
+async fn ring_members(ctx: &Context, cluster: &Cluster<'_>) -> Result<Vec<Member>, Error> {
+    let slices = list_slices(
+        &ctx.client,
+        &cluster.ns,
+        &Names::pods_service(&cluster.name),
+    )
+    .await?;
+    Ok(membership::members(&cluster.name, &slices))
+}
+
+/// Step 3: decide the next ring from the published one and write it to the
+/// ConfigMap `NAME-ring` when it differs. The version moves only on a real
+/// change (and never below the status' `ringVersion`), so a restarted
+/// operator writes nothing.
+async fn publish_ring(
+    ctx: &Context,
+    cluster: &Cluster<'_>,
+    members: Vec<Member>,
+    events: &mut Vec<Event>,
+) -> Result<NextRing, Error> {
+    let (wsc, ns, name) = (cluster.wsc, &cluster.ns, &cluster.name);
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let existing_cm = cms.get_opt(&Names::ring_configmap(name)).await?;
+    let existing = existing_cm.as_ref().and_then(ring_configmap::read_ring);
+    let floor = wsc.status.as_ref().map_or(0, |s| s.ring_version);
+    let next = ring_configmap::next_ring(existing.as_ref(), floor, wsc, members)?;
+    if !ring_configmap::holds(existing_cm.as_ref(), &next.ring) {
+        apply(&ctx.client, ns, &ring_configmap::configmap(wsc, &next.ring)).await?;
+    }
+    ctx.metrics.set_ring_version(ns, name, next.ring.version);
+    if next.changed {
+        let note = ring_note(&next);
+        tracing::info!(cluster = %cluster.key, version = next.ring.version, %note, "ring updated");
+        events.push(normal("RingUpdated", "PublishRing", note));
+    }
+    Ok(next)
+}
+
+/// Step 4: `PUT /ring` to every ready router (EndpointSlices of
+/// `NAME-router-admin`) that has not acknowledged this version, so a
+/// membership change reaches them now rather than when their ConfigMap watch
+/// fires. A failed router does not fail the reconcile (the watch still brings
+/// it the ring): it is counted, logged, reported in a Warning event and
+/// returned, so the status says so and the cluster is retried soon.
+async fn notify_routers(
+    ctx: &Context,
+    cluster: &Cluster<'_>,
+    token: &str,
+    ring: &RingSpec,
+    events: &mut Vec<Event>,
+) -> Result<Vec<Error>, Error> {
+    let router_slices = list_slices(
+        &ctx.client,
+        &cluster.ns,
+        &Names::router_admin_service(&cluster.name),
+    )
+    .await?;
+    let routers = membership::routers(&cluster.name, &router_slices);
+    let failures = ctx
+        .notifier
+        .notify_all(&ctx.acks, &cluster.key, &routers, token, ring)
+        .await;
+    if !failures.is_empty() {
+        for e in &failures {
+            ctx.metrics.notify_failures.inc();
+            tracing::warn!(cluster = %cluster.key, error = %e, "router notification failed");
+        }
+        let note = failures
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        events.push(warning("RouterNotifyFailed", "NotifyRouters", note));
+    }
+    Ok(failures)
+}
+
+/// The applied children the status reads, as the API server stored them.
+struct AppliedChildren {
+    /// The pods' StatefulSet: how many pods exist.
+    statefulset: StatefulSet,
+    /// The router Deployment: how many routers are ready.
+    deployment: Deployment,
+}
+
+/// Step 5: server-side apply of every child, after the ring so a membership
+/// change is not held up by them: RBAC, Services, the StatefulSet, the router
+/// Deployment, then the optional children (NetworkPolicies, Ingress,
+/// HTTPRoute), each applied or, when turned off, deleted if it is ours.
+async fn apply_children(ctx: &Context, cluster: &Cluster<'_>) -> Result<AppliedChildren, Error> {
+    let (client, wsc, ns, name) = (&ctx.client, cluster.wsc, &cluster.ns, &cluster.name);
+    apply(client, ns, &rbac::service_account(wsc)).await?;
+    apply(client, ns, &rbac::role(wsc)).await?;
+    apply(client, ns, &rbac::role_binding(wsc)).await?;
+    apply(client, ns, &services::pods_service(wsc)).await?;
+    let statefulset = apply(client, ns, &statefulset::statefulset(wsc)).await?;
+    apply(client, ns, &services::router_service(wsc)).await?;
+    apply(client, ns, &services::router_admin_service(wsc)).await?;
+    let deployment = apply(client, ns, &router::deployment(wsc)).await?;
+    let access = ctx.admin_access.as_ref();
+    let policies = [
+        (
+            Names::pods_service(name),
+            access.map(|a| network_policy::pods_policy(wsc, a)),
+        ),
+        (
+            Names::router(name),
+            access.map(|a| network_policy::router_policy(wsc, a)),
+        ),
+    ];
+    for (policy_name, policy) in policies {
+        apply_or_remove(client, wsc, ns, &policy_name, policy).await?;
+    }
+    apply_or_remove(client, wsc, ns, name, ingress::ingress(wsc)).await?;
+    apply_or_remove(client, wsc, ns, name, httproute::http_route(wsc)).await?;
+    Ok(AppliedChildren {
+        statefulset,
+        deployment,
+    })
+}
+
+/// What this pass saw, as the status needs it: the pods and ready routers as
+/// stored, the published ring, and the routers that did not take it.
+fn observe(next: &NextRing, children: &AppliedChildren, failures: &[Error]) -> Observed {
+    Observed {
+        pods: children
+            .statefulset
+            .status
+            .as_ref()
+            .map_or(0, |s| s.replicas),
+        members: next
+            .ring
+            .member_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
+        ring_version: next.ring.version,
+        routers_ready: children
+            .deployment
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+        notify_failures: failures
+            .iter()
+            .map(|e| match e {
+                Error::Notify { router, .. } => router.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        invalid_spec: None,
+    }
+}
+
+/// Step 6: the events of this pass, then the status (written only when it
+/// differs, so an unchanged cluster costs no write). A settled cluster whose
+/// routers all took the ring waits for the resync; anything still moving, or
+/// a router that missed the ring, is looked at again soon.
+async fn report_status(
+    ctx: &Context,
+    wsc: &WebSocketCluster,
+    events: Vec<Event>,
+    observed: &Observed,
+) -> Result<Action, Error> {
+    publish(ctx, wsc, events).await;
+    let settled = write_status(ctx, wsc, observed).await?;
+    // `notify_failures` has one entry per router that missed the ring (`observe`).
+    Ok(if settled && observed.notify_failures.is_empty() {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(RETRY)
+    })
+}
+
+/// Count the failure and retry later; the error is already in the controller's log line.
+pub fn error_policy(wsc: Arc<WebSocketCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %wsc.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(error);
+    Action::requeue(ERROR_RETRY)
+}
+
+/// What a child kind must be for [`apply`] and [`apply_or_remove`]: a
+/// namespaced Kubernetes object that travels as JSON.
+trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + std::fmt::Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+{
+}
+
+/// An optional child `name` (NetworkPolicy, Ingress, HTTPRoute): apply the
+/// desired one, or, when it is no longer asked for, delete the existing
+/// object if this cluster owns it (someone else's object of that name stays).
+/// A kind the API server does not serve (Gateway API CRDs not installed) reads
+/// as absent; asking for it then fails the apply with the API server's answer.
+async fn apply_or_remove<K>(
+    client: &Client,
+    wsc: &WebSocketCluster,
+    ns: &str,
+    name: &str,
+    desired: Option<K>,
+) -> Result<(), Error>
+where
+    K: Child,
+{
+    if let Some(desired) = desired {
+        apply(client, ns, &desired).await?;
         return Ok(());
     }
-    let api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(existing) = api.get_opt(&wsc.name_any()).await? else {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let Some(existing) = api.get_opt(name).await? else {
         return Ok(());
     };
     let ours = existing
@@ -280,11 +458,7 @@ async fn reconcile_ingress(ctx: &Context, wsc: &WebSocketCluster, ns: &str) -> R
 /// Server-side apply of one namespaced child; returns the object as stored.
 async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
+    K: Child,
 {
     let name = obj
         .meta()
@@ -402,10 +576,11 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     metrics: Arc<Metrics>,
+    (policy, admin_access): (Policy, Option<AdminAccess>),
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = namespace.as_deref();
-    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    let ctx = Arc::new(Context::new(client.clone(), metrics, policy, admin_access));
     let (reader, writer) = reflector::store();
     let clusters = watcher(
         scoped::<WebSocketCluster>(&client, ns),
@@ -445,10 +620,12 @@ mod tests {
     use super::*;
     use crate::crd::KeySource;
     use crate::fixtures::{
-        members, pod_slice, ready_pods, ring_cm, router_slice, run_scenario, sts_status, time,
-        EndpointFixture, FakeRouter,
+        members, pod_slice, run_scenario, sts_status, time, ApiServerVerifier, Applied,
+        EndpointFixture, Existing, FakeRouter, Received,
     };
+    use crate::resources::httproute::HTTPRoute;
     use futures::FutureExt;
+    use k8s_openapi::api::networking::v1::Ingress;
     use wsring_core::RingSpec;
 
     fn ring(version: u64, n: usize) -> RingSpec {
@@ -490,7 +667,7 @@ mod tests {
                 let ring = api.ring_applied().await;
                 api.router_slices(&[]).await;
                 let applied = api.children_applied(&w, sts_status(0, 0), 0).await;
-                api.ingress_absent().await;
+                api.no_ingress_or_route().await;
                 api.events(&["TokenCreated", "RingUpdated"]).await;
                 let status = api.status_applied(&w).await;
                 (api, (token, ring, applied, status))
@@ -514,54 +691,53 @@ mod tests {
         assert_eq!(cond(&status, "Degraded"), ("False", "AsExpected"));
     }
 
-    /// What one scaling reconcile produced.
-    struct Scaled {
+    /// What one ring-changing reconcile produced.
+    struct RingChange {
         action: Result<Action, Error>,
         ring: RingSpec,
+        applied: Applied,
         events: Vec<serde_json::Value>,
         status: crate::crd::WebSocketClusterStatus,
-        router_got: RingSpec,
-        authorization: String,
+        /// What a real HTTP router received.
+        router_got: Received,
     }
 
-    /// A settled cluster with `published` (on 3 pods) scaled to `replicas`, all
-    /// ready: the API calls every ring change makes, in order (token, pod
-    /// slices, ring ConfigMap, router slices, children, ingress, one
-    /// RingUpdated event, status), and what a real HTTP router received.
-    async fn scale_to(replicas: i32, published: RingSpec) -> Scaled {
+    /// A reconcile of `wsc` over `existing` (plus one real HTTP router) that
+    /// publishes a new ring: the API calls every ring change makes, in order
+    /// (token, pod slices, ring ConfigMap, router slices, children, ingress,
+    /// one RingUpdated event, status), and what the router received.
+    async fn ring_change(wsc: WebSocketCluster, existing: Existing) -> RingChange {
         let router = FakeRouter::start().await;
-        let wsc = settled(3, &published)
-            .with_replicas(replicas)
-            .with_generation(2);
-        let (w, port) = (wsc.clone(), router.port());
-        let ready = replicas as u32;
-        let (action, (ring, events, status)) = run_scenario(wsc, move |mut api| {
+        let existing = existing.with_router(router.port());
+        let w = wsc.clone();
+        let (action, (ring, applied, events, status)) = run_scenario(wsc, move |mut api| {
             async move {
-                api.token_exists().await;
-                api.pod_slices(&[ready_pods(ready as usize)]).await;
-                api.ring_configmap(Some(ring_cm(&published))).await;
-                let ring = api.ring_applied().await;
-                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
-                    .await;
-                api.children_applied(&w, sts_status(replicas, replicas), 2)
-                    .await;
-                api.ingress_absent().await;
+                let (ring, applied) = api.ring_replaced(&w, &existing).await;
+                api.no_ingress_or_route().await;
                 let events = api.events(&["RingUpdated"]).await;
                 let status = api.status_applied(&w).await;
-                (api, (ring, events, status))
+                (api, (ring, applied, events, status))
             }
             .boxed()
         })
         .await;
-        let got = router.received().await;
-        Scaled {
+        RingChange {
             action,
             ring,
+            applied,
             events,
             status,
-            router_got: got.ring,
-            authorization: got.authorization,
+            router_got: router.received().await,
         }
+    }
+
+    /// A settled cluster with `published` (on 3 pods) scaled to `replicas`,
+    /// all ready.
+    async fn scale_to(replicas: i32, published: RingSpec) -> RingChange {
+        let wsc = settled(3, &published)
+            .with_replicas(replicas)
+            .with_generation(2);
+        ring_change(wsc, Existing::ready(replicas as usize, &published)).await
     }
 
     #[tokio::test]
@@ -579,8 +755,8 @@ mod tests {
             s.events[0]["note"],
             "ring version 4: 4 members, added chat-3"
         );
-        assert_eq!(s.router_got, s.ring);
-        assert_eq!(s.authorization, "Bearer s3cret");
+        assert_eq!(s.router_got.ring, s.ring);
+        assert_eq!(s.router_got.authorization, "Bearer s3cret");
         assert_eq!(s.status.ring_version, 4);
         assert_eq!(s.status.ready_replicas, 4);
         assert_eq!(s.status.observed_generation, Some(2));
@@ -597,17 +773,14 @@ mod tests {
             s.events[0]["note"],
             "ring version 5: 2 members, removed chat-2"
         );
-        assert_eq!(s.router_got.version, 5);
+        assert_eq!(s.router_got.ring.version, 5);
         assert_eq!(s.status.members, ["chat-0", "chat-1"]);
         assert_eq!(cond(&s.status, "Ready"), ("True", "AllMembersReady"));
     }
 
     #[tokio::test]
     async fn pod_not_ready_leaves_the_ring() {
-        let router = FakeRouter::start().await;
         let published = ring(2, 3);
-        let wsc = settled(3, &published);
-        let (w, port) = (wsc.clone(), router.port());
         let slice = pod_slice(
             "chat",
             &[
@@ -616,69 +789,40 @@ mod tests {
                 EndpointFixture::ready(2),
             ],
         );
-        let (action, (ring, status)) = run_scenario(wsc, move |mut api| {
-            async move {
-                api.token_exists().await;
-                api.pod_slices(&[slice]).await;
-                api.ring_configmap(Some(ring_cm(&published))).await;
-                let ring = api.ring_applied().await;
-                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
-                    .await;
-                api.children_applied(&w, sts_status(3, 2), 2).await;
-                api.ingress_absent().await;
-                api.events(&["RingUpdated"]).await;
-                let status = api.status_applied(&w).await;
-                (api, (ring, status))
-            }
-            .boxed()
-        })
-        .await;
-        assert_eq!(action.unwrap(), Action::requeue(RETRY));
-        assert_eq!(ring.version, 3);
-        assert_eq!(ring.member_names(), ["chat-0", "chat-2"]);
-        assert_eq!(router.received().await.ring, ring);
-        assert_eq!(status.ready_replicas, 2);
-        assert_eq!(status.replicas, 3);
-        assert_eq!(cond(&status, "Ready"), ("False", "MembersNotReady"));
-        assert_eq!(cond(&status, "Progressing"), ("True", "PodsNotReady"));
+        let existing = Existing {
+            pods: slice,
+            statefulset: sts_status(3, 2),
+            ..Existing::ready(3, &published)
+        };
+        let c = ring_change(settled(3, &published), existing).await;
+        assert_eq!(c.action.unwrap(), Action::requeue(RETRY));
+        assert_eq!(c.ring.version, 3);
+        assert_eq!(c.ring.member_names(), ["chat-0", "chat-2"]);
+        assert_eq!(c.router_got.ring, c.ring);
+        assert_eq!(c.status.ready_replicas, 2);
+        assert_eq!(c.status.replicas, 3);
+        assert_eq!(cond(&c.status, "Ready"), ("False", "MembersNotReady"));
+        assert_eq!(cond(&c.status, "Progressing"), ("True", "PodsNotReady"));
     }
 
     #[tokio::test]
     async fn spec_change_reapplies_children_and_bumps_only_for_ring_shape() {
-        let router = FakeRouter::start().await;
         let published = ring(6, 3);
         let mut wsc = settled(3, &published).with_generation(3);
         wsc.spec.routing.virtual_nodes = 2048;
         wsc.spec.routing.key.from = KeySource::Header;
         wsc.spec.routing.key.name = "x-user".into();
-        let (w, port) = (wsc.clone(), router.port());
-        let (action, (ring, applied, status)) = run_scenario(wsc, move |mut api| {
-            async move {
-                api.token_exists().await;
-                api.pod_slices(&[ready_pods(3)]).await;
-                api.ring_configmap(Some(ring_cm(&published))).await;
-                let ring = api.ring_applied().await;
-                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
-                    .await;
-                let applied = api.children_applied(&w, sts_status(3, 3), 2).await;
-                api.ingress_absent().await;
-                api.events(&["RingUpdated"]).await;
-                let status = api.status_applied(&w).await;
-                (api, (ring, applied, status))
-            }
-            .boxed()
-        })
-        .await;
-        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
-        assert_eq!((ring.version, ring.vnodes), (7, 2048));
-        assert_eq!(router.received().await.ring.vnodes, 2048);
-        let env = applied.deployment.spec.template.spec.unwrap().containers[0]
+        let c = ring_change(wsc, Existing::ready(3, &published)).await;
+        assert_eq!(c.action.unwrap(), Action::requeue(RESYNC));
+        assert_eq!((c.ring.version, c.ring.vnodes), (7, 2048));
+        assert_eq!(c.router_got.ring.vnodes, 2048);
+        let env = c.applied.deployment.spec.template.spec.unwrap().containers[0]
             .env
             .clone()
             .unwrap();
         let source = env.iter().find(|e| e.name == "WSRING_KEY_SOURCE").unwrap();
         assert_eq!(source.value.as_deref(), Some("header"));
-        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(c.status.observed_generation, Some(3));
     }
 
     #[tokio::test]
@@ -687,16 +831,12 @@ mod tests {
         let router = FakeRouter::start().await;
         let published = ring(7, 3);
         let wsc = settled(3, &published);
-        let (w, port) = (wsc.clone(), router.port());
+        let w = wsc.clone();
+        let existing = Existing::ready(3, &published).with_router(router.port());
         let (action, ()) = run_scenario(wsc, move |mut api| {
             async move {
-                api.token_exists().await;
-                api.pod_slices(&[ready_pods(3)]).await;
-                api.ring_configmap(Some(ring_cm(&published))).await;
-                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], port)])
-                    .await;
-                api.children_applied(&w, sts_status(3, 3), 2).await;
-                api.ingress_absent().await;
+                api.ring_kept(&w, &existing).await;
+                api.no_ingress_or_route().await;
                 // No ConfigMap apply, no event, no status write.
                 (api, ())
             }
@@ -752,15 +892,11 @@ mod tests {
         let published = ring(2, 3);
         let wsc = settled(3, &published);
         let w = wsc.clone();
+        let existing = Existing::ready(3, &published).with_router(closed_port);
         let (action, (events, status)) = run_scenario(wsc, move |mut api| {
             async move {
-                api.token_exists().await;
-                api.pod_slices(&[ready_pods(3)]).await;
-                api.ring_configmap(Some(ring_cm(&published))).await;
-                api.router_slices(&[router_slice("chat", &["127.0.0.1"], &[], closed_port)])
-                    .await;
-                api.children_applied(&w, sts_status(3, 3), 2).await;
-                api.ingress_absent().await;
+                api.ring_kept(&w, &existing).await;
+                api.no_ingress_or_route().await;
                 let events = api.events(&["RouterNotifyFailed"]).await;
                 let status = api.status_applied(&w).await;
                 (api, (events, status))
@@ -774,43 +910,106 @@ mod tests {
         assert_eq!(cond(&status, "Ready"), ("True", "AllMembersReady"));
     }
 
+    /// What a reconcile does with the optional edge children, Ingress first.
+    #[derive(Clone, Copy, Debug)]
+    enum EdgeCalls {
+        /// The Ingress applied, no HTTPRoute.
+        IngressApplied,
+        /// Our Ingress deleted, no HTTPRoute.
+        IngressDeleted,
+        /// No Ingress, the HTTPRoute applied.
+        RouteApplied,
+        /// No Ingress, our HTTPRoute deleted.
+        RouteDeleted,
+        /// No Ingress, the HTTPRoute apply answered 404 for the whole kind.
+        RouteKindNotServed,
+    }
+
+    /// What the edge calls returned: the applied Ingress or HTTPRoute.
+    #[derive(Default)]
+    struct EdgeSeen {
+        ingress: Option<Ingress>,
+        route: Option<HTTPRoute>,
+    }
+
+    /// A reconcile of a settled one-pod cluster, its spec changed by `spec`,
+    /// that keeps its ring, with the `edge` calls after the children.
+    async fn edge_reconcile(
+        spec: impl FnOnce(WebSocketCluster) -> WebSocketCluster,
+        edge: EdgeCalls,
+    ) -> (Result<Action, Error>, EdgeSeen) {
+        let published = ring(2, 1);
+        let existing = Existing::ready(1, &published);
+        let wsc = spec(settled(1, &published));
+        let w = wsc.clone();
+        run_scenario(wsc, move |mut api| {
+            async move {
+                api.ring_kept(&w, &existing).await;
+                let seen = play_edge(&mut api, &w, edge).await;
+                (api, seen)
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    /// The API server's side of `edge`.
+    async fn play_edge(
+        api: &mut ApiServerVerifier,
+        wsc: &WebSocketCluster,
+        edge: EdgeCalls,
+    ) -> EdgeSeen {
+        let mut seen = EdgeSeen::default();
+        match edge {
+            EdgeCalls::IngressApplied => seen.ingress = Some(api.ingress_applied(wsc).await),
+            EdgeCalls::IngressDeleted => api.ingress_deleted(wsc).await,
+            _ => api.ingress_absent().await,
+        }
+        match edge {
+            EdgeCalls::RouteApplied => seen.route = Some(api.route_applied(wsc).await),
+            EdgeCalls::RouteDeleted => api.route_deleted(wsc).await,
+            EdgeCalls::RouteKindNotServed => api.route_kind_not_served(wsc).await,
+            _ => api.route_absent().await,
+        }
+        seen
+    }
+
     #[tokio::test]
     async fn ingress_is_applied_when_enabled_and_deleted_when_disabled() {
-        let published = ring(2, 1);
-        let wsc = settled(1, &published).with_ingress("chat.example.com", Some("chat-tls"));
-        let w = wsc.clone();
-        let p = published.clone();
-        let (_, ingress) = run_scenario(wsc, move |mut api| {
-            async move {
-                api.token_exists().await;
-                api.pod_slices(&[ready_pods(1)]).await;
-                api.ring_configmap(Some(ring_cm(&p))).await;
-                api.router_slices(&[]).await;
-                api.children_applied(&w, sts_status(1, 1), 2).await;
-                let ingress = api.ingress_applied(&w).await;
-                (api, ingress)
-            }
-            .boxed()
-        })
-        .await;
-        let tls = ingress.spec.unwrap().tls.unwrap();
+        let enabled =
+            |wsc: WebSocketCluster| wsc.with_ingress("chat.example.com", Some("chat-tls"));
+        let (_, seen) = edge_reconcile(enabled, EdgeCalls::IngressApplied).await;
+        let tls = seen.ingress.unwrap().spec.unwrap().tls.unwrap();
         assert_eq!(tls[0].secret_name.as_deref(), Some("chat-tls"));
 
-        let wsc = settled(1, &published);
-        let w = wsc.clone();
-        let (action, ()) = run_scenario(wsc, move |mut api| {
-            async move {
-                api.token_exists().await;
-                api.pod_slices(&[ready_pods(1)]).await;
-                api.ring_configmap(Some(ring_cm(&published))).await;
-                api.router_slices(&[]).await;
-                api.children_applied(&w, sts_status(1, 1), 2).await;
-                api.ingress_deleted(&w).await;
-                (api, ())
-            }
-            .boxed()
-        })
-        .await;
+        let (action, _) = edge_reconcile(|wsc| wsc, EdgeCalls::IngressDeleted).await;
         assert_eq!(action.unwrap(), Action::requeue(RESYNC));
+    }
+
+    #[tokio::test]
+    async fn route_is_applied_with_a_gateway_and_deleted_without() {
+        let gateway = |wsc: WebSocketCluster| wsc.with_gateway("public", Some("infra"));
+        let (_, seen) = edge_reconcile(gateway, EdgeCalls::RouteApplied).await;
+        let route = seen.route.unwrap();
+        assert_eq!(route.spec.parent_refs[0].name, "public");
+        assert_eq!(route.spec.rules[0].backend_refs[0].name, "chat");
+
+        let (action, _) = edge_reconcile(|wsc| wsc, EdgeCalls::RouteDeleted).await;
+        assert_eq!(action.unwrap(), Action::requeue(RESYNC));
+    }
+
+    /// Without the Gateway API CRDs the apply of an HTTPRoute is a 404 for the
+    /// whole kind: the reconcile fails with the API server's answer (and is
+    /// retried), it does not pretend the route exists.
+    #[tokio::test]
+    async fn route_without_gateway_api_installed_fails_the_reconcile() {
+        let gateway = |wsc: WebSocketCluster| wsc.with_gateway("public", None);
+        let (action, _) = edge_reconcile(gateway, EdgeCalls::RouteKindNotServed).await;
+        let err = action.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("could not find the requested resource"),
+            "{err}"
+        );
     }
 }

@@ -9,7 +9,8 @@ use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ObjectReference, PodSpec, PodTemplateSpec, Secret,
+    Capabilities, ConfigMap, Container, ObjectReference, PodSpec, PodTemplateSpec, Secret,
+    SecurityContext,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -28,12 +29,14 @@ use wsring_core::{Member, RingSpec};
 
 use crate::controller::{reconcile, Context};
 use crate::crd::{
-    RedisSpec, SecretKeyRef, WebSocketCluster, WebSocketClusterSpec, WebSocketClusterStatus,
+    GatewayParentRef, GatewaySpec, RedisSpec, SecretKeyRef, WebSocketCluster, WebSocketClusterSpec,
+    WebSocketClusterStatus,
 };
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, RouterAcks};
+use crate::resources::httproute::HTTPRoute;
 use crate::resources::{self, ring_configmap, token::TOKEN_KEY};
-use crate::Error;
 
 /// Token used by the fixtures' token Secret and fake router.
 pub const TOKEN: &str = "s3cret";
@@ -66,6 +69,15 @@ impl WebSocketCluster {
                 containers: vec![Container {
                     name: "app".into(),
                     image: Some(image.into()),
+                    // What the restricted Pod Security profile asks of an app.
+                    security_context: Some(SecurityContext {
+                        allow_privilege_escalation: Some(false),
+                        capabilities: Some(Capabilities {
+                            drop: Some(vec!["ALL".into()]),
+                            add: None,
+                        }),
+                        ..SecurityContext::default()
+                    }),
                     ..Container::default()
                 }],
                 ..PodSpec::default()
@@ -101,6 +113,19 @@ impl WebSocketCluster {
         self.spec.ingress.class_name = Some("nginx".into());
         self.spec.ingress.host = Some(host.into());
         self.spec.ingress.tls_secret_name = tls.map(String::from);
+        self
+    }
+
+    /// An HTTPRoute for `chat.example.com` on listener `websecure` of Gateway `name`.
+    pub fn with_gateway(mut self, name: &str, namespace: Option<&str>) -> Self {
+        self.spec.gateway = Some(GatewaySpec {
+            parent_refs: vec![GatewayParentRef {
+                name: name.into(),
+                namespace: namespace.map(String::from),
+                section_name: Some("websecure".into()),
+            }],
+            hostnames: vec!["chat.example.com".into()],
+        });
         self
     }
 
@@ -197,6 +222,10 @@ fn slice(
                         "app.kubernetes.io/managed-by".to_string(),
                         "wsring-operator".to_string(),
                     ),
+                    (
+                        crate::membership::MANAGED_BY_LABEL.to_string(),
+                        crate::membership::ENDPOINTSLICE_CONTROLLER.to_string(),
+                    ),
                 ]
                 .into(),
             ),
@@ -254,12 +283,19 @@ pub fn ready_pods(n: usize) -> EndpointSlice {
 
 /// A slice of `NAME-router-admin` with ready and not-ready router addresses.
 pub fn router_slice(cluster: &str, ready: &[&str], not_ready: &[&str], port: i32) -> EndpointSlice {
+    let pod = format!("{}-7d9f8c6b5", resources::Names::router(cluster));
     let ep = |ip: &&str, ok: bool| Endpoint {
         addresses: vec![ip.to_string()],
         conditions: Some(EndpointConditions {
             ready: Some(ok),
             serving: Some(ok),
             terminating: Some(false),
+        }),
+        target_ref: Some(ObjectReference {
+            kind: Some("Pod".into()),
+            name: Some(format!("{pod}-{}", ip.replace('.', "x"))),
+            namespace: Some("testns".into()),
+            ..ObjectReference::default()
         }),
         ..Endpoint::default()
     };
@@ -274,6 +310,41 @@ pub fn router_slice(cluster: &str, ready: &[&str], not_ready: &[&str], port: i32
         endpoints,
         vec![("admin", port)],
     )
+}
+
+/// What the API server holds for a cluster that already exists (its token
+/// Secret too): the reads of a reconcile find `pods` in the pod Service's
+/// slices, `published` in the ring ConfigMap and `routers` in the router admin
+/// Service's slices, and the StatefulSet apply answers with `statefulset`.
+#[derive(Clone, Debug)]
+pub struct Existing {
+    /// The pod Service's slice.
+    pub pods: EndpointSlice,
+    /// The ring the ConfigMap holds.
+    pub published: RingSpec,
+    /// The router admin Service's slices.
+    pub routers: Vec<EndpointSlice>,
+    /// The StatefulSet status after the apply.
+    pub statefulset: StatefulSetStatus,
+}
+
+impl Existing {
+    /// `n` ready pods (`chat-0..n`), a StatefulSet with all of them ready, no
+    /// router endpoints yet.
+    pub fn ready(n: usize, published: &RingSpec) -> Self {
+        Existing {
+            pods: ready_pods(n),
+            published: published.clone(),
+            routers: Vec::new(),
+            statefulset: sts_status(n as i32, n as i32),
+        }
+    }
+
+    /// One ready router at `127.0.0.1:port`.
+    pub fn with_router(mut self, port: i32) -> Self {
+        self.routers = vec![router_slice("chat", &["127.0.0.1"], &[], port)];
+        self
+    }
 }
 
 /// The token Secret as stored.
@@ -396,6 +467,8 @@ pub struct Applied {
 }
 
 const MANAGER_QUERY: &str = "?&force=true&fieldManager=wsring-operator";
+const INGRESS_PATH: &str = "/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat";
+const ROUTE_PATH: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/testns/httproutes/chat";
 
 fn respond<T: Serialize>(send: SendResponse<Response<Body>>, code: StatusCode, body: &T) {
     send.send_response(
@@ -527,6 +600,49 @@ impl ApiServerVerifier {
         ring
     }
 
+    /// The calls of a reconcile of `existing` that keeps the published ring,
+    /// up to the optional edge children (Ingress, HTTPRoute): token Secret,
+    /// pod slices and ring ConfigMap read, router slices listed, the ten
+    /// children applied.
+    pub async fn ring_kept(&mut self, wsc: &WebSocketCluster, existing: &Existing) -> Applied {
+        self.existing_read(existing).await;
+        self.routers_and_children(wsc, existing).await
+    }
+
+    /// The same calls for a reconcile that changes the ring: the ring
+    /// ConfigMap is applied between the reads and the router slices; returns
+    /// the new ring too.
+    pub async fn ring_replaced(
+        &mut self,
+        wsc: &WebSocketCluster,
+        existing: &Existing,
+    ) -> (RingSpec, Applied) {
+        self.existing_read(existing).await;
+        let ring = self.ring_applied().await;
+        let applied = self.routers_and_children(wsc, existing).await;
+        (ring, applied)
+    }
+
+    /// The reads that open a reconcile of an existing cluster.
+    async fn existing_read(&mut self, existing: &Existing) {
+        self.token_exists().await;
+        self.pod_slices(std::slice::from_ref(&existing.pods)).await;
+        self.ring_configmap(Some(ring_cm(&existing.published)))
+            .await;
+    }
+
+    /// The router slices (whom to tell about the ring), then the children
+    /// (2 routers ready).
+    async fn routers_and_children(
+        &mut self,
+        wsc: &WebSocketCluster,
+        existing: &Existing,
+    ) -> Applied {
+        self.router_slices(&existing.routers).await;
+        self.children_applied(wsc, existing.statefulset.clone(), 2)
+            .await
+    }
+
     async fn apply_exact<K: Serialize + DeserializeOwned>(
         &mut self,
         path: &str,
@@ -543,7 +659,7 @@ impl ApiServerVerifier {
         (serde_json::from_value(body).unwrap(), send)
     }
 
-    /// The eight child applies, each body equal to its builder's output.
+    /// The ten child applies, each body equal to its builder's output.
     /// The StatefulSet answers with `sts_status`, the Deployment with `routers_ready`.
     pub async fn children_applied(
         &mut self,
@@ -614,48 +730,106 @@ impl ApiServerVerifier {
             ..DeploymentStatus::default()
         });
         respond(s, StatusCode::OK, &deploy);
+        let access = resources::network_policy::AdminAccess {
+            operator_namespace: Some("wsring-system".into()),
+            monitoring_namespaces: vec!["monitoring".into()],
+        };
+        let np = "/apis/networking.k8s.io/v1/namespaces/testns/networkpolicies";
+        let (b, s) = self
+            .apply_exact(
+                &format!("{np}/chat-pods"),
+                &resources::network_policy::pods_policy(wsc, &access),
+            )
+            .await;
+        respond(s, StatusCode::OK, &b);
+        let (b, s) = self
+            .apply_exact(
+                &format!("{np}/chat-router"),
+                &resources::network_policy::router_policy(wsc, &access),
+            )
+            .await;
+        respond(s, StatusCode::OK, &b);
         Applied {
             statefulset,
             deployment,
         }
     }
 
-    /// Ingress disabled and none exists.
-    pub async fn ingress_absent(&mut self) {
-        let (_, send) = self
-            .next(
-                Method::GET,
-                "/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat",
-            )
-            .await;
+    /// GET of an optional child that does not exist (404).
+    async fn absent(&mut self, path: &str) {
+        let (_, send) = self.next(Method::GET, path).await;
         not_found(send);
+    }
+
+    /// GET of an optional child that exists and is ours (`existing`), then its
+    /// deletion with a uid precondition.
+    async fn deleted<K: Serialize + Resource>(&mut self, path: &str, mut existing: K) {
+        let (_, send) = self.next(Method::GET, path).await;
+        existing.meta_mut().uid = Some("uid-child".into());
+        respond(send, StatusCode::OK, &existing);
+        let (body, send) = self.next(Method::DELETE, &format!("{path}?")).await;
+        assert_eq!(body["preconditions"]["uid"], "uid-child");
+        respond(send, StatusCode::OK, &existing);
+    }
+
+    /// Neither an Ingress nor an HTTPRoute asked for, and none exists.
+    pub async fn no_ingress_or_route(&mut self) {
+        self.absent(INGRESS_PATH).await;
+        self.absent(ROUTE_PATH).await;
+    }
+
+    /// Ingress not asked for, and none exists.
+    pub async fn ingress_absent(&mut self) {
+        self.absent(INGRESS_PATH).await;
+    }
+
+    /// HTTPRoute not asked for, and none exists.
+    pub async fn route_absent(&mut self) {
+        self.absent(ROUTE_PATH).await;
     }
 
     /// Ingress disabled but ours exists: it is deleted (uid precondition).
     pub async fn ingress_deleted(&mut self, wsc: &WebSocketCluster) {
-        let path = "/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat";
-        let (_, send) = self.next(Method::GET, path).await;
-        let mut existing =
-            resources::ingress::ingress(&wsc.clone().with_ingress("chat.example.com", None))
-                .unwrap();
-        existing.metadata.uid = Some("uid-ingress".into());
-        respond(send, StatusCode::OK, &existing);
-        let (body, send) = self.next(Method::DELETE, &format!("{path}?")).await;
-        assert_eq!(body["preconditions"]["uid"], "uid-ingress");
-        respond(send, StatusCode::OK, &existing);
+        let ours = wsc.clone().with_ingress("chat.example.com", None);
+        self.deleted(INGRESS_PATH, resources::ingress::ingress(&ours).unwrap())
+            .await;
+    }
+
+    /// `spec.gateway` removed but our HTTPRoute exists: it is deleted.
+    pub async fn route_deleted(&mut self, wsc: &WebSocketCluster) {
+        let ours = wsc.clone().with_gateway("public", None);
+        self.deleted(ROUTE_PATH, resources::httproute::http_route(&ours).unwrap())
+            .await;
     }
 
     /// Ingress applied; returns it.
     pub async fn ingress_applied(&mut self, wsc: &WebSocketCluster) -> Ingress {
         let desired = resources::ingress::ingress(wsc).expect("ingress enabled");
-        let (b, s) = self
-            .apply_exact(
-                "/apis/networking.k8s.io/v1/namespaces/testns/ingresses/chat",
-                &desired,
-            )
-            .await;
+        let (b, s) = self.apply_exact(INGRESS_PATH, &desired).await;
         respond(s, StatusCode::OK, &b);
         b
+    }
+
+    /// HTTPRoute applied; returns it.
+    pub async fn route_applied(&mut self, wsc: &WebSocketCluster) -> HTTPRoute {
+        let desired = resources::httproute::http_route(wsc).expect("gateway set");
+        let (b, s) = self.apply_exact(ROUTE_PATH, &desired).await;
+        respond(s, StatusCode::OK, &b);
+        b
+    }
+
+    /// HTTPRoute apply answered the way an API server without the Gateway API
+    /// CRDs answers (404 for the whole resource type).
+    pub async fn route_kind_not_served(&mut self, wsc: &WebSocketCluster) {
+        let desired = resources::httproute::http_route(wsc).expect("gateway set");
+        let (_, send) = self.apply_exact(ROUTE_PATH, &desired).await;
+        respond(
+            send,
+            StatusCode::NOT_FOUND,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "the server could not find the requested resource",
+                    "reason": "NotFound", "details": {}, "code": 404}),
+        );
     }
 
     /// Events published on the cluster, with these reasons, in order.
@@ -717,6 +891,11 @@ impl Context {
         };
         let ctx = Context {
             recorder: Recorder::new(client.clone(), reporter),
+            policy: crate::policy::Policy::default(),
+            admin_access: Some(resources::network_policy::AdminAccess {
+                operator_namespace: Some("wsring-system".into()),
+                monitoring_namespaces: vec!["monitoring".into()],
+            }),
             client,
             metrics: Arc::new(Metrics::default()),
             notifier: Notifier::default(),

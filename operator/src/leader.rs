@@ -13,7 +13,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::PostParams;
 use kube::Api;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Name of the Lease (in the operator's namespace).
 pub const LEASE_NAME: &str = "wsring-operator";

@@ -9,7 +9,15 @@
 //! "Kubernetes shape".
 //!
 //! Layout:
-//! - [`crd`]: the `WebSocketCluster` types (spec, status, CRD schema) and spec validation.
+//! - [`crd`]: the `WebSocketCluster` types (spec, status, CRD schema); inside it,
+//!   `crd::template` reads the raw pod template and `crd::validation` holds
+//!   [`WebSocketClusterSpec::validate`], one small function per check.
+//! - [`names`]: names and ports the operator reserves in every pod (sidecar
+//!   container, Redis CA volume, sidecar ports), read by both the validation and
+//!   the resource builders; it imports nothing from the crate, so neither side
+//!   imports the other.
+//! - [`policy`], [`pod_security`]: what a cluster may ask the operator to create
+//!   (restricted pod templates, allowed Ingress annotations).
 //! - [`resources`]: desired child objects, pure functions of the spec (one module per kind).
 //! - [`membership`]: EndpointSlices → ring members and routers to notify.
 //! - [`resources::ring_configmap`]: the ring document and its version rule.
@@ -28,7 +36,10 @@ pub mod error;
 pub mod leader;
 pub mod membership;
 pub mod metrics;
+pub mod names;
 pub mod notify;
+pub mod pod_security;
+pub mod policy;
 pub mod resources;
 pub mod server;
 pub mod status;
@@ -47,6 +58,7 @@ use prometheus_client::registry::Registry;
 
 pub use crate::crd::{WebSocketCluster, WebSocketClusterSpec, WebSocketClusterStatus};
 pub use crate::error::Error;
+use crate::resources::network_policy::AdminAccess;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -74,6 +86,19 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "WSRING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Ingress annotations a WebSocketCluster may set (comma-separated keys;
+    /// a trailing `*` allows a prefix); others make it `InvalidSpec`.
+    #[arg(long, env = "WSRING_INGRESS_ANNOTATION_ALLOWLIST", default_value = policy::DEFAULT_INGRESS_ANNOTATIONS)]
+    pub ingress_annotation_allowlist: String,
+    /// Create NetworkPolicies `NAME-pods` and `NAME-router` for every cluster
+    /// (pods reachable only from their routers; admin ports only from
+    /// routers, the operator and the monitoring namespaces).
+    #[arg(long, env = "WSRING_NETWORK_POLICIES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub network_policies: bool,
+    /// Namespaces allowed to scrape the routers' and pods' admin ports
+    /// (comma-separated), e.g. `monitoring`.
+    #[arg(long, env = "WSRING_MONITORING_NAMESPACES", value_delimiter = ',')]
+    pub monitoring_namespaces: Vec<String>,
 }
 
 /// Run the operator until `shutdown` resolves: check the CRD, serve metrics,
@@ -100,6 +125,13 @@ pub async fn run(
         client.clone(),
         config.namespace.clone(),
         metrics,
+        (
+            policy::Policy::new(&config.ingress_annotation_allowlist),
+            config.network_policies.then(|| AdminAccess {
+                operator_namespace: std::env::var("POD_NAMESPACE").ok(),
+                monitoring_namespaces: config.monitoring_namespaces.clone(),
+            }),
+        ),
         shutdown.clone(),
     );
     let result = if config.leader_election {

@@ -1,5 +1,7 @@
 //! `wsring-operator`: parse flags, set up logging, run the operator until SIGTERM/SIGINT.
 
+use std::io::IsTerminal;
+
 use anyhow::Context as _;
 use clap::Parser;
 use tracing_subscriber::{fmt, EnvFilter};
@@ -23,7 +25,11 @@ async fn main() -> anyhow::Result<()> {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     match cli.config.log_format {
         LogFormat::Json => fmt().json().with_env_filter(filter).init(),
-        LogFormat::Text => fmt().with_env_filter(filter).init(),
+        // Colours only on a terminal: `kubectl logs` and log files get plain text.
+        LogFormat::Text => fmt()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_env_filter(filter)
+            .init(),
     }
     wsring_operator::run(cli.config, shutdown_signal())
         .await

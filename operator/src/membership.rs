@@ -6,39 +6,51 @@
 //! endpoints of `NAME-router-admin` are the routers to notify. Readiness follows
 //! the EndpointSlice API: an unset `ready` counts as ready, terminating endpoints
 //! are not ready.
+//!
+//! Only what the EndpointSlice controller wrote counts, and only endpoints that
+//! point at the cluster's own Pods (`NAME-<ordinal>` of the StatefulSet,
+//! `NAME-router-…` of the Deployment) in the slice's namespace: anyone who may
+//! write an EndpointSlice labelled `kubernetes.io/service-name: NAME-pods` could
+//! otherwise add an address of their choosing to the ring and receive its
+//! traffic and the bearer token (the CVE-2021-25740 class).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
+use wsring_core::protocol::{POD_ADMIN_PORT, POD_WS_PORT, ROUTER_ADMIN_PORT};
 use wsring_core::Member;
 
 use crate::crd::WebSocketCluster;
-use crate::resources::{POD_ADMIN_PORT, POD_WS_PORT, ROUTER_ADMIN_PORT};
+use crate::resources::Names;
 
 /// Label the EndpointSlice controller sets to the owning Service's name.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Label copied from our Services onto their slices: the cluster name.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Label naming the writer of an EndpointSlice.
+pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// [`MANAGED_BY_LABEL`] of the slices kube-controller-manager writes for Services with a selector.
+pub const ENDPOINTSLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";
 
-/// Ring members from the pod Service's slices: ready endpoints with a pod
-/// `targetRef`, one per pod name (slices may overlap while they are rewritten),
-/// sorted by name.
-pub fn members(slices: &[EndpointSlice]) -> Vec<Member> {
+/// Ring members from the pod Service's slices: ready endpoints of the
+/// cluster's StatefulSet pods, one per pod name (slices may overlap while they
+/// are rewritten), sorted by name.
+pub fn members(cluster: &str, slices: &[EndpointSlice]) -> Vec<Member> {
     let mut by_name = BTreeMap::new();
-    for slice in slices {
-        let ws = named_port(slice, "ws").unwrap_or(POD_WS_PORT);
-        let admin = named_port(slice, "admin").unwrap_or(POD_ADMIN_PORT);
+    for slice in slices.iter().filter(|s| written_by_the_controller(s)) {
+        let ws = named_port(slice, "ws").unwrap_or(i32::from(POD_WS_PORT));
+        let admin = named_port(slice, "admin").unwrap_or(i32::from(POD_ADMIN_PORT));
         for ep in slice.endpoints.iter().flatten().filter(|e| is_ready(e)) {
-            let Some(pod) = ep.target_ref.as_ref().and_then(|r| r.name.clone()) else {
+            let Some(pod) = own_pod(slice, ep).filter(|p| is_statefulset_pod(cluster, p)) else {
                 continue;
             };
             let Some(ip) = ep.addresses.first() else {
                 continue;
             };
-            by_name.entry(pod.clone()).or_insert_with(|| Member {
-                name: pod,
+            by_name.entry(pod.to_string()).or_insert_with(|| Member {
+                name: pod.to_string(),
                 addr: socket_addr(ip, ws),
                 admin: socket_addr(ip, admin),
             });
@@ -47,17 +59,22 @@ pub fn members(slices: &[EndpointSlice]) -> Vec<Member> {
     by_name.into_values().collect()
 }
 
-/// Admin addresses (`IP:9090`) of the ready routers, sorted and deduplicated.
-pub fn routers(slices: &[EndpointSlice]) -> Vec<String> {
+/// Admin addresses (`IP:9090`) of the ready routers (pods of the router
+/// Deployment), sorted and deduplicated.
+pub fn routers(cluster: &str, slices: &[EndpointSlice]) -> Vec<String> {
+    let prefix = format!("{}-", Names::router(cluster));
     let mut addrs: Vec<String> = slices
         .iter()
+        .filter(|s| written_by_the_controller(s))
         .flat_map(|slice| {
-            let port = named_port(slice, "admin").unwrap_or(ROUTER_ADMIN_PORT);
+            let port = named_port(slice, "admin").unwrap_or(i32::from(ROUTER_ADMIN_PORT));
+            let prefix = prefix.clone();
             slice
                 .endpoints
                 .iter()
                 .flatten()
                 .filter(|e| is_ready(e))
+                .filter(move |e| own_pod(slice, e).is_some_and(|p| p.starts_with(&prefix)))
                 .filter_map(move |e| e.addresses.first().map(|ip| socket_addr(ip, port)))
         })
         .collect();
@@ -73,6 +90,29 @@ pub fn cluster_for_slice(slice: &EndpointSlice) -> Option<ObjectRef<WebSocketClu
     let cluster = slice.labels().get(INSTANCE_LABEL)?;
     let ns = slice.namespace()?;
     Some(ObjectRef::new(cluster).within(&ns))
+}
+
+fn written_by_the_controller(slice: &EndpointSlice) -> bool {
+    slice.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(ENDPOINTSLICE_CONTROLLER)
+}
+
+/// The name of the Pod an endpoint points at, when it is a Pod of the slice's namespace.
+fn own_pod<'a>(slice: &EndpointSlice, ep: &'a Endpoint) -> Option<&'a str> {
+    let target = ep.target_ref.as_ref()?;
+    if target.kind.as_deref() != Some("Pod") {
+        return None;
+    }
+    if target.namespace.is_some() && target.namespace != slice.metadata.namespace {
+        return None;
+    }
+    target.name.as_deref()
+}
+
+/// Whether `pod` is a StatefulSet pod of `cluster`: `NAME-<ordinal>`.
+fn is_statefulset_pod(cluster: &str, pod: &str) -> bool {
+    pod.strip_prefix(cluster)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_ready(ep: &Endpoint) -> bool {
@@ -114,7 +154,7 @@ mod tests {
                 EndpointFixture::not_ready(2),
             ],
         );
-        let m = members(&[slice]);
+        let m = members("chat", &[slice]);
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].name, "chat-0");
         assert_eq!(m[0].addr, "10.244.0.10:8081");
@@ -128,7 +168,7 @@ mod tests {
         terminating.terminating = true;
         let mut unknown = EndpointFixture::ready(1);
         unknown.ready = None;
-        let m = members(&[pod_slice("chat", &[terminating, unknown])]);
+        let m = members("chat", &[pod_slice("chat", &[terminating, unknown])]);
         assert_eq!(
             m.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
             ["chat-1"]
@@ -145,7 +185,10 @@ mod tests {
             "chat",
             &[EndpointFixture::ready(0), EndpointFixture::ready(1)],
         );
-        let names: Vec<_> = members(&[a, b]).into_iter().map(|m| m.name).collect();
+        let names: Vec<_> = members("chat", &[a, b])
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         assert_eq!(names, ["chat-0", "chat-1", "chat-2"]);
     }
 
@@ -158,21 +201,78 @@ mod tests {
             addresses: vec![],
             ..Endpoint::default()
         });
-        assert_eq!(members(&[slice]).len(), 1);
+        assert_eq!(members("chat", &[slice]).len(), 1);
     }
 
     #[test]
     fn ipv6_addresses_are_bracketed() {
         let mut ep = EndpointFixture::ready(0);
         ep.ip = "fd00::5".into();
-        let m = members(&[pod_slice("chat", &[ep])]);
+        let m = members("chat", &[pod_slice("chat", &[ep])]);
         assert_eq!(m[0].addr, "[fd00::5]:8081");
     }
 
     #[test]
     fn ready_routers_on_their_admin_port() {
         let slice = router_slice("chat", &["10.244.1.2", "10.244.1.1"], &["10.244.1.3"], 9090);
-        assert_eq!(routers(&[slice]), ["10.244.1.1:9090", "10.244.1.2:9090"]);
+        assert_eq!(
+            routers("chat", &[slice]),
+            ["10.244.1.1:9090", "10.244.1.2:9090"]
+        );
+    }
+
+    /// The CVE-2021-25740 class: an EndpointSlice written by someone else, or
+    /// an endpoint that is not one of the cluster's own Pods, never joins the
+    /// ring nor is notified (with the bearer token) as a router.
+    #[test]
+    fn only_the_controllers_slices_and_the_clusters_own_pods_count() {
+        let mut forged = pod_slice("chat", &[EndpointFixture::ready(7)]);
+        forged
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(MANAGED_BY_LABEL.into(), "someone-else".into());
+        let mut unlabelled = pod_slice("chat", &[EndpointFixture::ready(8)]);
+        unlabelled
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(MANAGED_BY_LABEL);
+        let mut other_pod = EndpointFixture::ready(1);
+        other_pod.pod = Some("attacker-0".into());
+        let mut other_kind = pod_slice("chat", &[EndpointFixture::ready(2)]);
+        other_kind.endpoints.as_mut().unwrap()[0]
+            .target_ref
+            .as_mut()
+            .unwrap()
+            .kind = Some("Node".into());
+        let mut other_ns = pod_slice("chat", &[EndpointFixture::ready(3)]);
+        other_ns.endpoints.as_mut().unwrap()[0]
+            .target_ref
+            .as_mut()
+            .unwrap()
+            .namespace = Some("elsewhere".into());
+        let lookalike = EndpointFixture {
+            pod: Some("chat-4x".into()),
+            ..EndpointFixture::ready(4)
+        };
+        let good = pod_slice("chat", &[EndpointFixture::ready(0), other_pod, lookalike]);
+        let names: Vec<_> = members("chat", &[forged, unlabelled, other_kind, other_ns, good])
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["chat-0"]);
+
+        let mut routers_forged = router_slice("chat", &["10.0.0.9"], &[], 9090);
+        routers_forged
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(MANAGED_BY_LABEL.into(), "someone-else".into());
+        assert!(routers("chat", &[routers_forged]).is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Labels naming one cluster.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,13 +128,6 @@ impl Drop for ReconcileTimer<'_> {
     }
 }
 
-/// The registry in the Prometheus text format.
-pub fn encode(registry: &Registry) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,7 +140,7 @@ mod tests {
         drop(metrics.reconcile_started());
         metrics.reconcile_failed(&Error::InvalidSpec("x".into()));
         metrics.set_ring_version("testns", "chat", 7);
-        encode(&registry)
+        wsring_core::openmetrics::encode(&registry)
     }
 
     #[test]

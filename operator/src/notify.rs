@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use wsring_core::RingSpec;
 
-use crate::Error;
+use crate::error::Error;
 
 /// How long one router may take to answer `PUT /ring`.
 const PUT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use futures::Future;
 use prometheus_client::registry::Registry;
+use wsring_core::openmetrics;
 
 /// The routes, separate from the listener so tests can call them directly.
 pub fn app(registry: Arc<Registry>) -> Router {
@@ -20,11 +21,8 @@ pub fn app(registry: Arc<Registry>) -> Router {
 
 async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        crate::metrics::encode(&registry),
+        [(header::CONTENT_TYPE, openmetrics::CONTENT_TYPE)],
+        openmetrics::encode(&registry),
     )
 }
 

@@ -7,7 +7,10 @@
 //!   and Kubernetes' `exclusiveMinimum: true` follow) and the operator's own
 //!   `validate()`;
 //! - `tests/fixtures/valid` must pass, every file in `tests/fixtures/invalid` must
-//!   be refused by the schema.
+//!   be refused by the schema;
+//! - the CEL rules (`x-kubernetes-validations`), evaluated here the way the API
+//!   server does, refuse every file in `manifests/tests/invalid-cel` and pass the
+//!   examples (tests/cluster checks the same files against a real API server).
 
 use std::path::{Path, PathBuf};
 
@@ -145,4 +148,59 @@ fn schema_errors_point_at_the_field() {
     let errs = errors(&validator, &doc);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].ends_with("/spec/routing/virtualNodes"), "{errs:?}");
+}
+
+#[test]
+fn cel_rules_refuse_the_cel_fixtures_and_pass_the_examples() {
+    let refused = yaml_files(&repo_root().join("manifests/tests/invalid-cel"));
+    assert!(refused.len() >= 3, "CEL fixtures missing");
+    for path in refused {
+        for doc in clusters_in(&path) {
+            let wsc: WebSocketCluster = serde_json::from_value(doc)
+                .unwrap_or_else(|e| panic!("{} does not deserialize: {e}", path.display()));
+            assert!(
+                kube::core::cel::validate_cel(&wsc).is_err(),
+                "{} passes the CEL rules",
+                path.display()
+            );
+        }
+    }
+    for path in yaml_files(&repo_root().join("manifests/examples")) {
+        for doc in clusters_in(&path) {
+            let wsc: WebSocketCluster = serde_json::from_value(doc).unwrap();
+            kube::core::cel::validate_cel(&wsc)
+                .unwrap_or_else(|e| panic!("{} refused by a CEL rule: {e:?}", path.display()));
+        }
+    }
+}
+
+#[test]
+fn operator_fixtures_pass_the_api_server_checks_and_fail_validate() {
+    let validator = validator();
+    let files = yaml_files(&repo_root().join("manifests/tests/invalid-operator"));
+    assert!(!files.is_empty(), "operator fixtures missing");
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{}: no `# expect:` line", path.display()));
+        for doc in clusters_in(&path) {
+            let errs = errors(&validator, &doc);
+            assert!(
+                errs.is_empty(),
+                "{}: the schema refuses it: {errs:?}",
+                path.display()
+            );
+            let wsc: WebSocketCluster = serde_json::from_value(doc).unwrap();
+            kube::core::cel::validate_cel(&wsc)
+                .unwrap_or_else(|e| panic!("{}: a CEL rule refuses it: {e:?}", path.display()));
+            let err = wsc.spec.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(expect),
+                "{}: {err} does not name {expect}",
+                path.display()
+            );
+        }
+    }
 }

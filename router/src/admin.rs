@@ -6,20 +6,19 @@
 //! `Authorization: Bearer <token>`, compared in constant time: what changes
 //! state or reaches clients (`PUT /ring`, push) and what reveals routing keys
 //! or pod addresses (`GET /ring`, `GET /ring/lookup`, `GET /v1/connections`).
+//! The token is checked before any body is read, by the same middleware as on
+//! ws-pod's admin API ([`wsring_core::bearer_guard`]).
 //! The admin port is cluster-internal, but "internal" is not an access control.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use wsring_core::RingSpec;
 
 use crate::config::KeySource;
@@ -36,44 +35,24 @@ const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// The admin API over `state`; tested with `tower::ServiceExt::oneshot`.
 pub fn admin_app(state: Arc<Shared>) -> axum::Router {
+    // Authentication runs before the body is read, so a stranger cannot make us buffer it.
+    let protected = state.admin_auth.protect(
+        axum::Router::new()
+            .route("/ring", get(get_ring).put(put_ring))
+            .route("/ring/lookup", get(lookup))
+            .route("/v1/connections", get(connections))
+            .route("/v1/keys/{key}/messages", post(push_to_key))
+            .route("/v1/broadcast", post(broadcast)),
+    );
     axum::Router::new()
         .route("/", get(dashboard::page))
         .route("/dashboard/state", get(dashboard::state))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/ring", get(get_ring).put(put_ring))
-        .route("/ring/lookup", get(lookup))
-        .route("/v1/connections", get(connections))
-        .route("/v1/keys/{key}/messages", post(push_to_key))
-        .route("/v1/broadcast", post(broadcast))
+        .merge(protected)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-/// Proof that the request carried the right bearer token.
-pub struct Authorized;
-
-impl FromRequestParts<Arc<Shared>> for Authorized {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<Shared>) -> Result<Self, Error> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split_once(' ')
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            })
-            .map(|(_, token)| token.trim())
-            .ok_or(Error::Unauthorized)?;
-        if bool::from(presented.as_bytes().ct_eq(state.token.as_bytes())) {
-            Ok(Authorized)
-        } else {
-            Err(Error::Unauthorized)
-        }
-    }
 }
 
 async fn healthz() -> &'static str {
@@ -81,7 +60,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<Shared>>) -> Result<&'static str, Error> {
-    if state.draining.load(Ordering::Relaxed) {
+    if state.shutdown.has_begun() {
         Err(Error::Unavailable("shutting down".into()))
     } else if state.ready() {
         Ok("ready")
@@ -100,10 +79,7 @@ async fn metrics_text(State(state): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn get_ring(
-    _: Authorized,
-    State(state): State<Arc<Shared>>,
-) -> Result<Json<RingSpec>, Error> {
+async fn get_ring(State(state): State<Arc<Shared>>) -> Result<Json<RingSpec>, Error> {
     state
         .ring
         .current()
@@ -112,7 +88,6 @@ async fn get_ring(
 }
 
 async fn put_ring(
-    _: Authorized,
     State(state): State<Arc<Shared>>,
     body: Bytes,
 ) -> Result<Json<ApplyOutcome>, Error> {
@@ -122,7 +97,6 @@ async fn put_ring(
 
 /// `GET /ring/lookup?key=K`: the key is read exactly as the public listener reads a query key.
 async fn lookup(
-    _: Authorized,
     State(state): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
@@ -139,12 +113,11 @@ async fn lookup(
     })))
 }
 
-async fn connections(_: Authorized, State(state): State<Arc<Shared>>) -> Json<Vec<ConnectionInfo>> {
+async fn connections(State(state): State<Arc<Shared>>) -> Json<Vec<ConnectionInfo>> {
     Json(state.registry.snapshot())
 }
 
 async fn push_to_key(
-    _: Authorized,
     State(state): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
@@ -167,7 +140,6 @@ async fn push_to_key(
 }
 
 async fn broadcast(
-    _: Authorized,
     State(state): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,

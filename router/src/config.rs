@@ -1,19 +1,30 @@
 //! Command-line flags and environment variables (docs/interfaces.md, "Router flags").
 //!
 //! [`Config`] is a `clap::Args` so the `wsring-router` binary and the `wsring router`
-//! subcommand of the local launcher parse exactly the same flags.
+//! subcommand of the local launcher parse exactly the same flags. What needs
+//! the environment (token file, host name, Redis client) is checked once at
+//! start-up into the router's `Settings`, as ws-pod does with its own.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use wsring_core::protocol::{ROUTER_ADMIN_PORT, ROUTER_WS_PORT};
 use wsring_core::redis_args::RedisArgs;
+use wsring_core::token_args::TokenArgs;
 
 pub use wsring_core::protocol::PodTransport;
 
 use crate::origin::OriginPolicy;
 use crate::Error;
+
+/// Default `--listen`: every interface, the router's public WebSocket port.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ROUTER_WS_PORT);
+/// Default `--admin-listen`: every interface, the router's admin port.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ROUTER_ADMIN_PORT);
 
 /// Where the routing key is read from in the upgrade request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -32,20 +43,25 @@ pub enum KeySource {
 #[derive(Clone, Debug, Args)]
 pub struct Config {
     /// Public WebSocket listener (the only port behind the Ingress).
-    #[arg(long, env = "WSRING_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "WSRING_LISTEN", default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// Admin listener: health, metrics, ring, push API.
-    #[arg(long, env = "WSRING_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = "WSRING_ADMIN_LISTEN", default_value_t = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
 
     /// Unique per router replica; prefix of connection ids [default: hostname].
     #[arg(long, env = "WSRING_ROUTER_ID")]
     pub router_id: Option<String>,
 
-    /// Cluster name, prefix of the Redis channels.
+    /// Cluster name, part of the Redis channel names.
     #[arg(long, env = "WSRING_CLUSTER", default_value = "wsring")]
     pub cluster: String,
+
+    /// Kubernetes namespace of the cluster (downward API), part of the Redis
+    /// channel names: same-named clusters of two namespaces never share them.
+    #[arg(long, env = "POD_NAMESPACE", default_value = wsring_core::protocol::LOCAL_NAMESPACE)]
+    pub namespace: String,
 
     /// `--redis-url`, `--redis-password`, `--redis-ca-file`.
     #[command(flatten)]
@@ -65,7 +81,8 @@ pub struct Config {
 
     /// Browser origins allowed to open WebSockets (comma-separated
     /// `scheme://host[:port]`, `scheme://*.domain[:port]` for subdomains);
-    /// empty = every origin. Others get 403 `origin_not_allowed` (see `origin`).
+    /// empty = every origin. Others get 403 `origin_not_allowed` (docs/interfaces.md,
+    /// "Origin allow-list").
     #[arg(
         long,
         env = "WSRING_ALLOWED_ORIGINS",
@@ -79,13 +96,10 @@ pub struct Config {
     #[arg(long, env = "WSRING_REQUIRE_ORIGIN", value_parser = clap::builder::BoolishValueParser::new())]
     pub require_origin: bool,
 
-    /// Bearer token for the admin API (ring, lookup, connections, push).
-    #[arg(long, env = "WSRING_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-
-    /// File holding the bearer token (a mounted Secret); used when `--token` is not given.
-    #[arg(long, env = "WSRING_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    /// `--token` or `--token-file`: the bearer token of the admin API (ring,
+    /// lookup, connections, push), also the key of the signatures to pods.
+    #[command(flatten)]
+    pub token: TokenArgs,
 
     /// Ring JSON file (the mounted ConfigMap), re-read when its content changes.
     #[arg(long, env = "WSRING_RING_FILE")]
@@ -103,6 +117,24 @@ pub struct Config {
     #[arg(long, env = "WSRING_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
     pub handshake_timeout_ms: u64,
 
+    /// Most client connections open at once; more are answered 503
+    /// (`too_many_connections`). Default: what the open-files limit allows
+    /// (two descriptors per tunnel over HTTP/1.1, one over h2) with 256 spare.
+    #[arg(long, env = "WSRING_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most connections from one client address (0: no cap). Leave it off
+    /// behind an ingress controller or proxy: all clients share its address.
+    #[arg(long, env = "WSRING_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 0)]
+    pub max_connections_per_client: usize,
+
+    /// On SIGTERM, keep accepting for this long with `/readyz` answering 503,
+    /// so Services and ingress controllers stop sending new connections before
+    /// the listener closes (Kubernetes removes a terminating pod's endpoint
+    /// concurrently with the signal); then drain.
+    #[arg(long, env = "WSRING_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
+
     /// On shutdown, tunnels still open after this long are closed.
     #[arg(long, env = "WSRING_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -113,7 +145,8 @@ pub struct Config {
 
     /// How tunnels reach pods: `http1`, a TCP connection per client
     /// connection; `h2`, streams of one HTTP/2 connection per pod (RFC 8441),
-    /// one socket per client instead of two (see `pod_h2`).
+    /// one socket per client instead of two (docs/interfaces.md, "Router → pod
+    /// upgrade request").
     #[arg(
         long,
         env = "WSRING_POD_TRANSPORT",
@@ -132,18 +165,21 @@ impl Config {
             admin_listen: ([127, 0, 0, 1], 0).into(),
             router_id: Some("router-test".into()),
             cluster: "wsring".into(),
+            namespace: wsring_core::protocol::LOCAL_NAMESPACE.into(),
             redis: RedisArgs::default(),
             key_source: KeySource::Query,
             key_name: "key".into(),
             max_key_bytes: wsring_core::protocol::DEFAULT_MAX_KEY_BYTES,
             allowed_origins: Vec::new(),
             require_origin: false,
-            token: Some(token.into()),
-            token_file: None,
+            token: TokenArgs::value(token),
             ring_file: None,
             ring_configmap: None,
             reset_timeout_ms: 2000,
             handshake_timeout_ms: 10_000,
+            max_connections: None,
+            max_connections_per_client: 0,
+            shutdown_delay_ms: 0,
             drain_timeout_ms: 10_000,
             dashboard_control_url: None,
             pod_transport: PodTransport::Http1,
@@ -151,25 +187,11 @@ impl Config {
     }
 
     /// Check and resolve everything that needs the environment, once, at startup.
-    pub(crate) fn resolve(&self) -> Result<Resolved, Error> {
-        let token = match (&self.token, &self.token_file) {
-            (Some(token), _) => token.trim().to_string(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| {
-                    Error::Config(format!("cannot read --token-file {}: {e}", path.display()))
-                })?
-                .trim()
-                .to_string(),
-            (None, None) => {
-                return Err(Error::Config(
-                    "a bearer token is required: set --token/WSRING_TOKEN or --token-file/WSRING_TOKEN_FILE"
-                        .into(),
-                ))
-            }
-        };
-        if token.is_empty() {
-            return Err(Error::Config("the bearer token is empty".into()));
-        }
+    pub(crate) fn resolve(&self) -> Result<Settings, Error> {
+        let token = self
+            .token
+            .resolve()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let router_id = match &self.router_id {
             Some(id) => id.clone(),
             None => hostname::get()
@@ -198,7 +220,7 @@ impl Config {
             .redis
             .client()
             .map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Resolved {
+        Ok(Settings {
             token,
             router_id,
             origins,
@@ -216,15 +238,33 @@ impl Config {
         Duration::from_millis(self.handshake_timeout_ms)
     }
 
+    /// The connection caps (`--max-connections`, `--max-connections-per-client`).
+    pub fn connection_limits(&self) -> std::sync::Arc<wsring_core::conn_limit::ConnectionLimits> {
+        let per_tunnel = match self.pod_transport {
+            PodTransport::Http1 => 2,
+            PodTransport::H2 => 1,
+        };
+        let total = self
+            .max_connections
+            .unwrap_or_else(|| wsring_core::conn_limit::from_open_files_limit(per_tunnel));
+        wsring_core::conn_limit::ConnectionLimits::new(total, self.max_connections_per_client)
+    }
+
+    /// `--shutdown-delay-ms` as a duration.
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
+    }
+
     /// `--drain-timeout-ms` as a duration.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_timeout_ms)
     }
 }
 
-/// Values derived from [`Config`] at startup.
+/// The configuration after every check: what the running router uses
+/// besides the plain flag values of [`Config`].
 #[derive(Clone, Debug)]
-pub(crate) struct Resolved {
+pub(crate) struct Settings {
     /// The bearer token (from the flag or the file, trimmed).
     pub token: String,
     /// The router id (flag or hostname).
@@ -263,14 +303,14 @@ mod tests {
     #[test]
     fn token_is_required_and_read_from_a_file() {
         let mut c = Config::for_tests("x");
-        c.token = None;
+        c.token.value = None;
         let err = c.resolve().unwrap_err();
         assert!(err.to_string().contains("--token"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "s3cret\n").unwrap();
-        c.token_file = Some(path);
+        c.token.file = Some(path);
         assert_eq!(c.resolve().unwrap().token, "s3cret");
     }
 

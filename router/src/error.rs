@@ -7,39 +7,8 @@
 
 use http::StatusCode;
 
-/// Why a routing key was refused (part of [`Error::BadKey`]).
-///
-/// A plain reason rather than an error type: the key module names the
-/// problem, [`Error`] carries it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyProblem {
-    /// The configured key source (query parameter, header, path segment, cookie) is absent.
-    Missing,
-    /// The source is present but empty.
-    Empty,
-    /// Longer than `--max-key-bytes` (after decoding).
-    TooLong,
-    /// A `%` not followed by two hex digits.
-    BadEscape,
-    /// The decoded bytes are not UTF-8.
-    NotUtf8,
-    /// Control characters (newline, NUL, ...) have no business in a key.
-    ControlCharacters,
-}
-
-impl KeyProblem {
-    /// Stable error code for the JSON body and metrics.
-    pub fn code(self) -> &'static str {
-        match self {
-            KeyProblem::Missing => "missing_key",
-            KeyProblem::Empty => "empty_key",
-            KeyProblem::TooLong => "key_too_long",
-            KeyProblem::BadEscape => "bad_percent_escape",
-            KeyProblem::NotUtf8 => "key_not_utf8",
-            KeyProblem::ControlCharacters => "key_control_characters",
-        }
-    }
-}
+/// What is wrong with a routing key (the shared rules of `wsring_core::key`).
+pub use wsring_core::key::KeyProblem;
 
 /// Everything that can go wrong in the router.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +34,16 @@ pub enum Error {
         /// Human-readable explanation naming the key source.
         detail: String,
     },
+
+    /// An upgrade request that could be read two ways (two `Upgrade`, `Host`
+    /// or `Sec-WebSocket-Key` headers, another protocol next to websocket, a
+    /// malformed key): refused, never forwarded.
+    #[error("{0}")]
+    BadUpgrade(String),
+
+    /// A connection over `--max-connections` or `--max-connections-per-client`.
+    #[error("too many connections ({}): retry later", .0.as_str())]
+    TooManyConnections(wsring_core::conn_limit::LimitHit),
 
     /// A request to the public listener that is not a WebSocket upgrade.
     #[error("this endpoint only accepts WebSocket upgrade requests (GET with Connection: upgrade and Upgrade: websocket)")]
@@ -154,6 +133,8 @@ impl Error {
             Error::Io { .. } => "io",
             Error::BadKey { problem, .. } => problem.code(),
             Error::NotUpgrade => "upgrade_required",
+            Error::BadUpgrade(_) => "bad_upgrade_request",
+            Error::TooManyConnections(_) => "too_many_connections",
             Error::EmptyRing => "ring_empty",
             Error::PodUnreachable { .. } => "pod_unreachable",
             Error::PodTimeout { .. } => "pod_timeout",
@@ -172,11 +153,14 @@ impl Error {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::BadKey { .. } | Error::InvalidRing(_) | Error::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::BadKey { .. }
+            | Error::BadUpgrade(_)
+            | Error::InvalidRing(_)
+            | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotUpgrade => StatusCode::UPGRADE_REQUIRED,
-            Error::EmptyRing | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::EmptyRing | Error::Unavailable(_) | Error::TooManyConnections(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::PodUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Error::PodTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::PodRejected { status, .. } => *status,
@@ -192,6 +176,31 @@ impl Error {
     /// The JSON body `{"error": code, "message": text}`.
     pub fn to_json(&self) -> String {
         serde_json::json!({"error": self.code(), "message": self.to_string()}).to_string()
+    }
+
+    /// The JSON body for a client of the public listener: like
+    /// [`Error::to_json`], but a failure at the pod is told without the pod's
+    /// name, address or answer (those are in the router's log and metrics).
+    pub fn to_public_json(&self) -> String {
+        let message = match self {
+            Error::PodUnreachable { .. } => {
+                "the pod that owns this key cannot be reached; retry with backoff".to_string()
+            }
+            Error::PodTimeout { .. } => {
+                "the pod that owns this key did not answer in time; retry with backoff".to_string()
+            }
+            Error::PodRejected { status, .. } => {
+                format!("the pod that owns this key refused the connection ({status})")
+            }
+            other => other.to_string(),
+        };
+        serde_json::json!({"error": self.code(), "message": message}).to_string()
+    }
+
+    /// The admin API's answer to a request without the bearer token (401,
+    /// `WWW-Authenticate: Bearer`), for its [`wsring_core::bearer_guard`].
+    pub fn unauthorized_response() -> axum::response::Response {
+        axum::response::IntoResponse::into_response(Error::Unauthorized)
     }
 
     /// Shorthand for a key refusal.

@@ -1,14 +1,13 @@
 //! Taking the routing key out of an upgrade request.
 //!
 //! Whatever the source (query parameter, header, path segment, cookie), the raw
-//! value is percent-decoded the same way (`%XX` only; `+` stays `+`, as in
-//! [`wsring_core::protocol::decode_percent`]) and then checked: non-empty, at
-//! most `max_bytes` bytes, UTF-8, no control characters. Any failure is a
-//! [`Error::BadKey`] (400) naming the exact problem, before anything is
-//! forwarded to a pod.
+//! value is decoded and checked by the shared rules of [`wsring_core::key`]
+//! (the same ws-pod applies to `x-wsring-key`); a source present twice is
+//! ambiguous. Any failure is a [`Error::BadKey`] (400) naming the exact
+//! problem, before anything is forwarded to a pod.
 
 use http::{HeaderMap, Uri};
-use wsring_core::protocol::decode_percent;
+use wsring_core::key::{decode_key, query_param, KeyError};
 
 use crate::config::KeySource;
 use crate::error::{Error, KeyProblem};
@@ -34,10 +33,12 @@ impl KeyExtractor {
     /// The decoded, validated routing key of a request for `uri` with `headers`.
     pub fn extract(&self, uri: &Uri, headers: &HeaderMap) -> Result<String, Error> {
         let raw = match self.source {
-            KeySource::Query => uri.query().and_then(|q| query_param(q, &self.name)),
+            KeySource::Query => {
+                query_param(uri.query().unwrap_or(""), &self.name).map_err(|e| self.refuse(e))?
+            }
             KeySource::Header => self.header(headers)?,
             KeySource::Path => path_segment(uri.path(), &self.name),
-            KeySource::Cookie => self.cookie(headers),
+            KeySource::Cookie => self.cookie(headers)?,
         };
         let raw = raw.ok_or_else(|| {
             Error::bad_key(
@@ -45,7 +46,7 @@ impl KeyExtractor {
                 format!("the request has no routing key ({})", self.describe()),
             )
         })?;
-        self.decode(raw)
+        decode_key(raw, self.max_bytes).map_err(|e| self.refuse(e))
     }
 
     /// The longest accepted key, in bytes.
@@ -64,90 +65,52 @@ impl KeyExtractor {
         }
     }
 
-    fn header<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, Error> {
-        match headers.get(self.name.as_str()) {
-            None => Ok(None),
-            Some(value) => value.to_str().map(Some).map_err(|_| {
-                Error::bad_key(
-                    KeyProblem::NotUtf8,
-                    format!(
-                        "{} holds bytes that are not visible ASCII; percent-encode the key",
-                        self.describe()
-                    ),
-                )
-            }),
-        }
+    /// A shared-rule refusal as the router's error, naming the key source.
+    fn refuse(&self, e: KeyError) -> Error {
+        Error::bad_key(e.problem, format!("{} ({})", e.message, self.describe()))
     }
 
-    fn cookie<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        headers
+    fn ambiguous(&self) -> Error {
+        Error::bad_key(
+            KeyProblem::Ambiguous,
+            format!("the {} is given more than once", self.describe()),
+        )
+    }
+
+    fn header<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, Error> {
+        let mut values = headers.get_all(self.name.as_str()).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(self.ambiguous());
+        }
+        value.to_str().map(Some).map_err(|_| {
+            Error::bad_key(
+                KeyProblem::NotUtf8,
+                format!(
+                    "{} holds bytes that are not visible ASCII; percent-encode the key",
+                    self.describe()
+                ),
+            )
+        })
+    }
+
+    fn cookie<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, Error> {
+        let mut found = None;
+        for value in headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .find_map(|value| cookie_value(value, &self.name))
+        {
+            for v in cookie_values(value, &self.name) {
+                if found.replace(v).is_some() {
+                    return Err(self.ambiguous());
+                }
+            }
+        }
+        Ok(found)
     }
-
-    /// Percent-decode and validate a raw key.
-    fn decode(&self, raw: &str) -> Result<String, Error> {
-        if raw.is_empty() {
-            return Err(Error::bad_key(
-                KeyProblem::Empty,
-                format!("the routing key ({}) is empty", self.describe()),
-            ));
-        }
-        // Every decoded byte takes 1..=3 raw bytes: a raw value over 3× the
-        // limit cannot decode to an acceptable key; don't bother decoding it.
-        if raw.len() > self.max_bytes.saturating_mul(3) {
-            return Err(self.too_long(raw.len()));
-        }
-        if let Some(at) = bad_escape(raw) {
-            return Err(Error::bad_key(
-                KeyProblem::BadEscape,
-                format!("the routing key has a bad percent escape at byte {at}"),
-            ));
-        }
-        let key = decode_percent(raw).map_err(|_| {
-            Error::bad_key(
-                KeyProblem::NotUtf8,
-                "the routing key is not UTF-8 once percent-decoded",
-            )
-        })?;
-        if key.is_empty() {
-            return Err(Error::bad_key(
-                KeyProblem::Empty,
-                "the routing key is empty",
-            ));
-        }
-        if key.len() > self.max_bytes {
-            return Err(self.too_long(key.len()));
-        }
-        if key.chars().any(char::is_control) {
-            return Err(Error::bad_key(
-                KeyProblem::ControlCharacters,
-                "the routing key contains control characters",
-            ));
-        }
-        Ok(key)
-    }
-
-    fn too_long(&self, len: usize) -> Error {
-        Error::bad_key(
-            KeyProblem::TooLong,
-            format!(
-                "the routing key is {len} bytes, the limit is {}",
-                self.max_bytes
-            ),
-        )
-    }
-}
-
-/// Raw value of the first query parameter called `name` (`a=1&name=v`); a bare `name` is empty.
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        // Parameter names are compared raw and, failing that, decoded, so `k%65y` still means `key`.
-        (k == name || (k.contains('%') && decode_percent(k).is_ok_and(|d| d == name))).then_some(v)
-    })
 }
 
 /// The segment after the first segment equal to `before`, or the last segment if `before` is empty.
@@ -162,9 +125,12 @@ fn path_segment<'a>(path: &'a str, before: &str) -> Option<&'a str> {
     segments.next()
 }
 
-/// Value of cookie `name` in one `Cookie` header (`a=1; name=v`), surrounding quotes removed.
-fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
+/// Values of cookie `name` in one `Cookie` header (`a=1; name=v`), surrounding quotes removed.
+fn cookie_values<'a, 'n>(
+    header: &'a str,
+    name: &'n str,
+) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+    header.split(';').filter_map(move |pair| {
         let (k, v) = pair.trim().split_once('=')?;
         (k.trim() == name).then(|| {
             let v = v.trim();
@@ -172,17 +138,6 @@ fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(v)
         })
-    })
-}
-
-/// Byte offset of the first `%` that is not followed by two hex digits.
-fn bad_escape(raw: &str) -> Option<usize> {
-    let bytes = raw.as_bytes();
-    bytes.iter().enumerate().find_map(|(i, &b)| {
-        let ok = b != b'%'
-            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit));
-        (!ok).then_some(i)
     })
 }
 
@@ -234,10 +189,10 @@ mod tests {
             "user-1"
         );
         assert_eq!(
-            q.extract_parts(&parts("/ws?a=1&key=a%20b%2Fc&key=second", &[]))
+            q.extract_parts(&parts("/ws?a=1&key=a%20b%2Fc", &[]))
                 .unwrap(),
             "a b/c",
-            "first occurrence wins, %XX decoded"
+            "%XX decoded"
         );
         assert_eq!(q.extract_parts(&parts("/?k%65y=x", &[])).unwrap(), "x");
         assert_eq!(q.extract_parts(&parts("/?key=a+b", &[])).unwrap(), "a+b");
@@ -304,6 +259,40 @@ mod tests {
         assert_eq!(
             problem(q.extract_parts(&parts("/?key=%00", &[]))),
             KeyProblem::ControlCharacters
+        );
+    }
+
+    /// Found in the security review: `?key=alice&key=bob` was routed by
+    /// `alice` while the app behind the pod could read `bob`; `k%65y` is the
+    /// same parameter spelled differently. Both are refused now, and so are
+    /// two headers or two cookies of the key's name.
+    #[test]
+    fn a_key_given_twice_is_ambiguous() {
+        let q = query();
+        for uri in [
+            "/?key=alice&key=bob",
+            "/?key=alice&k%65y=bob",
+            "/?key=a&key=a",
+        ] {
+            assert_eq!(
+                problem(q.extract_parts(&parts(uri, &[]))),
+                KeyProblem::Ambiguous,
+                "{uri}"
+            );
+        }
+        let h = KeyExtractor::new(KeySource::Header, "x-room", 16);
+        assert_eq!(
+            problem(h.extract_parts(&parts("/", &[("x-room", b"a"), ("x-room", b"b")]))),
+            KeyProblem::Ambiguous
+        );
+        let c = KeyExtractor::new(KeySource::Cookie, "sid", 16);
+        assert_eq!(
+            problem(c.extract_parts(&parts("/", &[("cookie", b"sid=a; sid=b")]))),
+            KeyProblem::Ambiguous
+        );
+        assert_eq!(
+            problem(c.extract_parts(&parts("/", &[("cookie", b"sid=a"), ("cookie", b"sid=b")]))),
+            KeyProblem::Ambiguous
         );
     }
 

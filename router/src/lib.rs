@@ -12,7 +12,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: flags and environment variables ([`Config`]).
+//! - [`config`]: flags and environment variables ([`Config`]), checked once at
+//!   start-up into the router's `Settings`.
 //! - [`error`]: the crate's [`Error`] and its JSON/status form.
 //! - [`key`]: routing key extraction (query, header, path, cookie) and validation.
 //! - [`origin`]: the `Origin` allow-list checked before the upgrade.
@@ -20,9 +21,13 @@
 //! - [`state`]: shared state; routing and ring application, atomic w.r.t. each other.
 //! - [`registry`]: live tunnels, moved-connection detection, forced close.
 //! - [`resets`]: batched reset publishing and the reset timeout; [`bus`]: Redis.
-//! - [`public`]: public listener (hyper HTTP/1, upgrade only); [`upstream`]:
-//!   the request to the pod; [`tunnel`]: the low-memory byte tunnel;
-//!   [`pod_h2`]: the same over one HTTP/2 connection per pod (`--pod-transport h2`).
+//! - [`handshake`]: what a client's upgrade request must be (426 / 400).
+//! - [`public`]: public listener (hyper HTTP/1, upgrade only); [`tunnel`]: the
+//!   low-memory byte tunnel.
+//! - [`pod_link`]: the upgrade to the owner pod ([`pod_link::PodLink`]), over a
+//!   TCP connection per client ([`pod_link::http1`]) or streams of one HTTP/2
+//!   connection per pod ([`pod_link::http2`], `--pod-transport h2`); the
+//!   forwarded request itself ([`pod_link::request`]).
 //! - [`admin`]: admin listener (axum): health, metrics, ring, connections, push;
 //!   [`push`]: forwarding pushes to pods; [`metrics`]: Prometheus metrics;
 //!   [`dashboard`]: the live view served at `/`.
@@ -43,10 +48,11 @@ pub mod bus;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod handshake;
 pub mod key;
 pub mod metrics;
 pub mod origin;
-pub mod pod_h2;
+pub mod pod_link;
 pub mod public;
 pub mod push;
 pub mod registry;
@@ -54,12 +60,12 @@ pub mod resets;
 pub mod ring_source;
 pub mod ring_state;
 pub mod state;
+#[cfg(test)]
+mod test_requests;
 pub mod tunnel;
-pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,8 +142,8 @@ impl Router {
         // rediss:// and the Kubernetes client use rustls: pick its provider
         // explicitly so feature unification elsewhere cannot make it ambiguous.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let resolved = config.resolve()?;
-        let publisher = match resolved.redis.clone() {
+        let settings = config.resolve()?;
+        let publisher = match settings.redis.clone() {
             Some(client) => Some(Publisher::new(client)?),
             None => {
                 tracing::warn!("no --redis-url: moved connections are closed by the router at the reset timeout");
@@ -154,7 +160,7 @@ impl Router {
         let admin = TcpListener::bind(config.admin_listen)
             .await
             .map_err(|e| Error::io(format!("bind admin listener {}", config.admin_listen), e))?;
-        let shared = Arc::new(Shared::new(&config, resolved, publisher));
+        let shared = Arc::new(Shared::new(&config, settings, publisher));
         Ok(Router {
             shared,
             public,
@@ -185,8 +191,9 @@ impl Router {
         }
     }
 
-    /// Serve until `shutdown` resolves; then stop accepting, give open tunnels
-    /// `--drain-timeout-ms` to finish, close the rest and return.
+    /// Serve until `shutdown` resolves; then answer `/readyz` with 503 while
+    /// still accepting for `--shutdown-delay-ms`, stop accepting, give open
+    /// tunnels `--drain-timeout-ms` to finish, close the rest and return.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -198,7 +205,6 @@ impl Router {
             config,
             kube,
         } = self;
-        let stop = CancellationToken::new();
         let sources = CancellationToken::new();
 
         if let Some(path) = config.ring_file.clone() {
@@ -233,10 +239,21 @@ impl Router {
         });
 
         tokio::spawn({
-            let stop = stop.clone();
+            let router_shutdown = shared.shutdown.clone();
+            let delay = config.shutdown_delay();
             async move {
                 shutdown.await;
-                stop.cancel();
+                // Not ready first, still accepting: load balancers notice the
+                // 503 (and the endpoint's removal) before the listener closes.
+                router_shutdown.begin();
+                if !delay.is_zero() {
+                    tracing::info!(
+                        ?delay,
+                        "shutting down: not ready, still accepting for the shutdown delay"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                router_shutdown.start_draining();
             }
         });
         tracing::info!(
@@ -245,9 +262,9 @@ impl Router {
             router_id = %shared.router_id,
             "router serving"
         );
-        public::serve(public, shared.clone(), stop.clone()).await;
+        public::serve(public, shared.clone(), shared.shutdown.draining().clone()).await;
 
-        shared.draining.store(true, Ordering::Relaxed);
+        shared.shutdown.start_draining();
         sources.cancel();
         drain(&shared, config.drain_timeout()).await;
         admin_stop.cancel();

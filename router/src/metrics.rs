@@ -3,7 +3,6 @@
 //! Counters are cheap atomics cloned into whoever updates them; the text form
 //! is OpenMetrics as produced by `prometheus-client` (counters get `_total`).
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -15,7 +14,7 @@ pub type Label = [(&'static str, &'static str); 1];
 pub type Labels2 = [(&'static str, &'static str); 2];
 
 /// Content type of [`Metrics::encode`].
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use wsring_core::openmetrics::CONTENT_TYPE;
 
 /// Every metric the router exports.
 #[derive(Debug)]
@@ -154,9 +153,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        wsring_core::openmetrics::encode(&self.registry)
     }
 }
 

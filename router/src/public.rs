@@ -4,10 +4,12 @@
 //! one request (refusals carry `Connection: close`; after a 101 it is no longer HTTP),
 //! with a bounded header size and a handshake deadline. Refusals are JSON
 //! (`{"error", "message"}`) and happen before anything reaches a pod: not an
-//! upgrade (426), origin not allowed (403, [`crate::origin`]), bad key (400). On a
-//! 101 from the pod, both raw TCP streams are taken back from hyper and
-//! handed to [`crate::tunnel::splice`] in a task of their own; the hyper
-//! connection task ends there, so an open tunnel keeps no HTTP state.
+//! upgrade (426) or an ambiguous one (400, [`crate::handshake`]), origin not
+//! allowed (403, [`crate::origin`]), bad key (400). The upgrade goes to the
+//! owner pod through [`crate::pod_link`]; once the pod accepted, the client's
+//! raw TCP stream is taken back from hyper and spliced with the pod end
+//! ([`crate::tunnel`]) in a task of their own; the hyper connection task ends
+//! there, so an open tunnel keeps no HTTP state.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,17 +21,19 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use wsring_core::conn_limit::{LimitHit, Permit};
 use wsring_core::protocol::{HEADER_POD, HEADER_PREFIX};
 
-use crate::pod_h2;
+use crate::handshake;
+use crate::pod_link::{pod_request, Forwarding, Opened, PodEnd};
 use crate::registry::Registration;
 use crate::state::{Route, Shared};
-use crate::tunnel::{self, splice};
-use crate::upstream::{self, Accepted, Forwarding};
+use crate::tunnel::{self, raw_stream};
 use crate::Error;
 
 /// Largest request head accepted (request line and headers); bigger ones get 431.
@@ -50,21 +54,64 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
                 }
             },
         };
+        let permit = match shared.limits.try_acquire(peer.ip()) {
+            Ok(permit) => permit,
+            Err(hit) => {
+                shared
+                    .tasks
+                    .spawn(refuse_over_limit(stream, peer, shared.clone(), hit));
+                continue;
+            }
+        };
         let shared_for_task = shared.clone();
         shared
             .tasks
-            .spawn(serve_connection(stream, peer, shared_for_task));
+            .spawn(serve_connection(stream, peer, shared_for_task, permit));
     }
 }
 
-/// Serve the one upgrade request of a client connection.
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Answer a connection over a cap with 503 at once, without reading it.
+async fn refuse_over_limit(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    hit: LimitHit,
+) {
+    let reason = match hit {
+        LimitHit::Total => "connection_limit_total",
+        LimitHit::PerClient => "connection_limit_per_client",
+    };
+    shared.metrics.upgrade_failed(reason);
+    tracing::debug!(%peer, reason, "connection refused: over a connection cap");
+    let body = Error::TooManyConnections(hit).to_public_json();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 5\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(shared.handshake_timeout, async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Serve the one upgrade request of a client connection; `permit` is its
+/// place under the connection caps, held by the tunnel if there is one.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    permit: Permit,
+) {
     tunnel::tune(&stream);
     let timeout = shared.handshake_timeout;
     let metrics = shared.metrics.clone();
+    let permit = Arc::new(std::sync::Mutex::new(Some(permit)));
     let service = service_fn(move |request| {
         let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(shared, request, peer).await) }
+        let permit = permit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        async move { Ok::<_, std::convert::Infallible>(handle(shared, request, peer, permit).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -109,23 +156,32 @@ async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
     peer: SocketAddr,
+    permit: Option<Permit>,
 ) -> Response<Full<Bytes>> {
-    match proxy(&shared, request).await {
+    match proxy(&shared, request, permit).await {
         Ok(response) => {
             shared.metrics.upgraded();
             response
         }
         Err(error) => {
             shared.metrics.upgrade_failed(error.code());
-            tracing::debug!(%peer, code = error.code(), %error, "upgrade refused");
+            if matches!(
+                error,
+                Error::PodUnreachable { .. } | Error::PodTimeout { .. } | Error::PodRejected { .. }
+            ) {
+                // The client gets a generic answer; the details are for operators.
+                tracing::warn!(%peer, code = error.code(), %error, "upgrade failed at the pod");
+            } else {
+                tracing::debug!(%peer, code = error.code(), %error, "upgrade refused");
+            }
             refusal(&error)
         }
     }
 }
 
-/// The JSON refusal for `error`.
+/// The JSON refusal for `error` ([`Error::to_public_json`]).
 pub fn refusal(error: &Error) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(error.to_json())));
+    let mut response = Response::new(Full::new(Bytes::from(error.to_public_json())));
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(
@@ -148,10 +204,9 @@ pub fn refusal(error: &Error) -> Response<Full<Bytes>> {
 async fn proxy(
     shared: &Arc<Shared>,
     mut request: Request<Incoming>,
+    permit: Option<Permit>,
 ) -> Result<Response<Full<Bytes>>, Error> {
-    if !upstream::is_upgrade_request(request.method(), request.version(), request.headers()) {
-        return Err(Error::NotUpgrade);
-    }
+    handshake::check(request.method(), request.version(), request.headers())?;
     shared.origins.check(request.headers())?;
     let key = shared.keys.extract(request.uri(), request.headers())?;
     let Route {
@@ -160,54 +215,31 @@ async fn proxy(
         registration,
     } = shared.route(&key)?;
     let conn_id = registration.id();
-    let forwarded = upstream::pod_request(
+    let forwarded = pod_request(
         request.uri(),
         request.headers(),
         Forwarding {
             conn_id: &conn_id,
             key: &key,
             ring_version,
+            auth: &shared.router_auth,
         },
     )?;
     let client_upgrade = hyper::upgrade::on(&mut request);
-    // Over HTTP/2 the pod answers 200, and the 101 with its accept key is ours.
-    let h2_accept = match &shared.h2_pods {
-        Some(_) => Some(pod_h2::accept_key(request.headers())?),
-        None => None,
-    };
+    let client_key = request.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
     drop(request);
-    let timeout = shared.handshake_timeout;
-    let Accepted { response, upgraded } = match &shared.h2_pods {
-        Some(pods) => pods.exchange(&member, forwarded, timeout).await?,
-        None => upstream::exchange(&member, forwarded, timeout).await?,
-    };
-    tracing::debug!(conn = %conn_id, pod = %member.name, h2 = h2_accept.is_some(), "upgraded");
-    let pod = match h2_accept {
-        Some(_) => PodSide::H2Stream(upgraded),
-        None => PodSide::Tcp(upgraded),
-    };
+    let Opened { response, pod } = shared
+        .pod_link
+        .open(&member, forwarded, client_key, shared.handshake_timeout)
+        .await?;
+    tracing::debug!(conn = %conn_id, pod = %member.name, h2 = pod.is_http2_stream(), "upgraded");
     shared.tasks.spawn(run_tunnel(
         client_upgrade,
         pod,
-        registration,
+        (registration, permit),
         member.name.clone(),
     ));
-    let mut response = client_response(response, &member.name);
-    if let Some(accept) = h2_accept {
-        let headers = response.headers_mut();
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    Ok(response)
-}
-
-/// The pod end of a tunnel.
-enum PodSide {
-    /// An upgraded HTTP/1.1 connection: its TCP stream is spliced directly.
-    Tcp(Upgraded),
-    /// A stream of the pod's HTTP/2 connection.
-    H2Stream(Upgraded),
+    Ok(client_response(response, &member.name))
 }
 
 /// The pod's 101 for the client: its headers minus internal ones, plus `x-wsring-pod`.
@@ -229,20 +261,17 @@ fn client_response(pod: Response<()>, pod_name: &str) -> Response<Full<Bytes>> {
 
 /// Wait for the client side of the upgrade, then tunnel until either side
 /// ends or the router closes the connection (reset timeout, shutdown).
-async fn run_tunnel(client: OnUpgrade, pod: PodSide, registration: Registration, pod_name: String) {
+async fn run_tunnel(
+    client: OnUpgrade,
+    pod: PodEnd,
+    (registration, permit): (Registration, Option<Permit>),
+    pod_name: String,
+) {
     let conn_id = registration.id();
     let work = async {
         let client = client.await.map_err(std::io::Error::other)?;
         let (client, client_early) = raw_stream(client)?;
-        match pod {
-            PodSide::Tcp(pod) => {
-                let (pod, pod_early) = raw_stream(pod)?;
-                splice(client, client_early, pod, pod_early).await
-            }
-            PodSide::H2Stream(pod) => {
-                splice(client, client_early, TokioIo::new(pod), Bytes::new()).await
-            }
-        }
+        pod.splice(client, client_early).await
     };
     tokio::select! {
         result = work => match result {
@@ -254,14 +283,5 @@ async fn run_tunnel(client: OnUpgrade, pod: PodSide, registration: Registration,
         }
     }
     drop(registration);
-}
-
-/// The TCP stream under a hyper upgrade, with bytes hyper already read from it.
-fn raw_stream(upgraded: Upgraded) -> std::io::Result<(TcpStream, Bytes)> {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
-        Err(_) => Err(std::io::Error::other(
-            "upgraded connection is not a plain TCP stream",
-        )),
-    }
+    drop(permit);
 }

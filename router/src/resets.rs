@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
-use wsring_core::protocol::{pod_channel, ControlMessage};
+use wsring_core::protocol::{pod_channel, ControlMessage, MAX_RESET_IDS};
 
 use crate::bus::Publisher;
 use crate::metrics::Metrics;
@@ -37,7 +37,8 @@ pub struct ResetEvent {
     pub pod: String,
     /// Connections concerned.
     pub connections: usize,
-    /// `published`, `publish failed`, `no redis` or `closed by router`.
+    /// `published`, `no subscriber` (the pod is gone), `publish failed`,
+    /// `no redis` or `closed by router`.
     pub outcome: &'static str,
 }
 
@@ -45,6 +46,7 @@ pub struct ResetEvent {
 #[derive(Debug)]
 pub struct Resets {
     publisher: Option<Publisher>,
+    namespace: String,
     cluster: String,
     router_id: String,
     timeout: Duration,
@@ -59,7 +61,7 @@ impl Resets {
     /// closed by the router at the timeout.
     pub fn new(
         publisher: Option<Publisher>,
-        cluster: &str,
+        (namespace, cluster): (&str, &str),
         router_id: &str,
         timeout: Duration,
         registry: Arc<Registry>,
@@ -67,6 +69,7 @@ impl Resets {
     ) -> Self {
         Resets {
             publisher,
+            namespace: namespace.to_string(),
             cluster: cluster.to_string(),
             router_id: router_id.to_string(),
             timeout,
@@ -103,7 +106,7 @@ impl Resets {
     /// The control message and channel for one batch.
     pub fn message(&self, ring_version: u64, batch: &ResetBatch) -> (String, String) {
         (
-            pod_channel(&self.cluster, &batch.pod),
+            pod_channel(&self.namespace, &self.cluster, &batch.pod),
             ControlMessage::reset(ring_version, &self.router_id, batch.ids.clone()).to_json(),
         )
     }
@@ -114,6 +117,21 @@ impl Resets {
         if batches.is_empty() {
             return;
         }
+        // A batch over MAX_RESET_IDS goes out as several messages to the same pod.
+        let batches: Vec<ResetBatch> = batches
+            .into_iter()
+            .flat_map(|batch| {
+                let pod = batch.pod;
+                batch
+                    .ids
+                    .chunks(MAX_RESET_IDS)
+                    .map(|ids| ResetBatch {
+                        pod: pod.clone(),
+                        ids: ids.to_vec(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let moved: usize = batches.iter().map(|b| b.ids.len()).sum();
         self.metrics.connections_reset.inc_by(moved as u64);
         let deadline = Instant::now() + self.timeout;
@@ -179,6 +197,20 @@ impl Resets {
             }
             done.fetch_add(1, Ordering::Relaxed);
             match result {
+                Ok(0) => {
+                    // Nobody subscribed: the old owner is gone (crashed or
+                    // removed), so its connections are already closed or end
+                    // with the router's own close at the timeout.
+                    self.metrics.resets_published.inc();
+                    self.record(ring_version, &batch.pod, batch.ids.len(), "no subscriber");
+                    tracing::info!(
+                        pod = %batch.pod,
+                        %channel,
+                        connections = batch.ids.len(),
+                        ring_version,
+                        "reset sent, but the pod does not listen (gone); the router closes these connections at the timeout"
+                    );
+                }
                 Ok(receivers) => {
                     self.metrics.resets_published.inc();
                     self.record(ring_version, &batch.pod, batch.ids.len(), "published");
@@ -225,7 +257,7 @@ mod tests {
     fn resets(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Arc<Resets> {
         Arc::new(Resets::new(
             None,
-            "prod",
+            ("apps", "prod"),
             "r1",
             Duration::from_millis(20),
             registry,
@@ -242,7 +274,7 @@ mod tests {
             ids: vec!["r1-4".into(), "r1-9".into()],
         };
         let (channel, payload) = r.message(8, &batch);
-        assert_eq!(channel, "wsring:prod:pod:chat-2");
+        assert_eq!(channel, "wsring:apps:prod:pod:chat-2");
         assert_eq!(
             ControlMessage::parse(payload.as_bytes()).unwrap(),
             ControlMessage::reset(8, "r1", vec!["r1-4".into(), "r1-9".into()])

@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
+use wsring_core::bearer_guard::BearerGuard;
+use wsring_core::shutdown::Shutdown;
 use wsring_core::{Member, Ring, RingSpec};
 
 use crate::bus::Publisher;
-use crate::config::{Config, Resolved};
+use crate::config::{Config, Settings};
 use crate::key::KeyExtractor;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
+use crate::pod_link::PodLink;
 use crate::push::PushClient;
 use crate::registry::{Registration, Registry};
 use crate::resets::Resets;
@@ -25,8 +28,8 @@ use crate::Error;
 pub struct Shared {
     /// Prefix of connection ids, sender of reset messages.
     pub router_id: String,
-    /// Bearer token of the admin API's mutating endpoints.
-    pub token: String,
+    /// The bearer check of the admin API's protected endpoints.
+    pub admin_auth: BearerGuard,
     /// Where routing keys come from.
     pub keys: KeyExtractor,
     /// Which browser origins may open connections (`--allowed-origins`).
@@ -47,12 +50,16 @@ pub struct Shared {
     pub tasks: TaskTracker,
     /// Limit for the whole upgrade handshake (client headers and pod answer).
     pub handshake_timeout: Duration,
-    /// Set when shutdown starts: `/readyz` turns 503.
-    pub draining: std::sync::atomic::AtomicBool,
+    /// Not ready (`/readyz` turns 503), then draining (the public listener closes).
+    pub shutdown: Shutdown,
     /// Local-mode control API shown by the dashboard.
     pub dashboard_control: Option<String>,
-    /// The pods' HTTP/2 connections with `--pod-transport h2`; `None` for HTTP/1.1.
-    pub h2_pods: Option<crate::pod_h2::H2Pods>,
+    /// How upgrades reach the owner pods (`--pod-transport`).
+    pub pod_link: PodLink,
+    /// Signs the headers forwarded to pods with the cluster token.
+    pub router_auth: wsring_core::router_auth::RouterAuth,
+    /// Caps on open client connections.
+    pub limits: Arc<wsring_core::conn_limit::ConnectionLimits>,
 }
 
 /// A routed connection: where it goes and its registration.
@@ -92,28 +99,29 @@ pub enum ApplyOutcome {
 impl Shared {
     /// Assemble the shared state from the configuration; `publisher` is the
     /// Redis connection, if one is configured.
-    pub(crate) fn new(config: &Config, resolved: Resolved, publisher: Option<Publisher>) -> Self {
+    pub(crate) fn new(config: &Config, settings: Settings, publisher: Option<Publisher>) -> Self {
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(Registry::new(
-            resolved.router_id.clone(),
+            settings.router_id.clone(),
             metrics.active_connections.clone(),
         ));
         let resets = Arc::new(Resets::new(
             publisher,
-            &config.cluster,
-            &resolved.router_id,
+            (&config.namespace, &config.cluster),
+            &settings.router_id,
             config.reset_timeout(),
             registry.clone(),
             metrics.clone(),
         ));
-        let h2_pods = (config.pod_transport == crate::config::PodTransport::H2)
-            .then(|| crate::pod_h2::H2Pods::new(metrics.pod_connections.clone()));
+        let pod_link = PodLink::new(config.pod_transport, metrics.pod_connections.clone());
         Shared {
-            push: PushClient::new(resolved.token.clone(), config.handshake_timeout()),
-            router_id: resolved.router_id,
-            token: resolved.token,
+            push: PushClient::new(settings.token.clone(), config.handshake_timeout()),
+            router_auth: wsring_core::router_auth::RouterAuth::new(&settings.token),
+            limits: config.connection_limits(),
+            router_id: settings.router_id,
+            admin_auth: BearerGuard::new(&settings.token, Error::unauthorized_response),
             keys: KeyExtractor::new(config.key_source, &config.key_name, config.max_key_bytes),
-            origins: resolved.origins,
+            origins: settings.origins,
             ring: RingState::default(),
             apply_lock: Mutex::new(()),
             registry,
@@ -121,9 +129,9 @@ impl Shared {
             metrics,
             tasks: TaskTracker::new(),
             handshake_timeout: config.handshake_timeout(),
-            draining: Default::default(),
+            shutdown: Shutdown::new(),
             dashboard_control: config.dashboard_control_url.clone(),
-            h2_pods,
+            pod_link,
         }
     }
 
@@ -181,9 +189,7 @@ impl Shared {
             Decision::Apply => {}
         }
         self.ring.replace(ring.clone());
-        if let Some(pods) = &self.h2_pods {
-            pods.prune(ring.members());
-        }
+        self.pod_link.prune(ring.members());
         self.metrics.ring_version.set(ring.version() as i64);
         self.metrics.ring_members.set(ring.members().len() as i64);
         // After the swap every connection routed with an older ring is in the

@@ -20,7 +20,7 @@
 //! # Cost per forwarded chunk
 //!
 //! Throughput against nginx is decided by syscalls and wake-ups per message,
-//! so the data path is one hand-written [`Tunnel::poll`] (no `select!`, which
+//! so the data path is one hand-written `Tunnel::poll` (no `select!`, which
 //! would rebuild a readiness future per socket and direction on every event)
 //! and it moves bytes with tokio's own `poll_read` / `poll_write`. Those
 //! matter on epoll: a read that returns less than the buffer proves the
@@ -78,6 +78,17 @@ pub fn tune(stream: &TcpStream) {
         .with_interval(KEEPALIVE_INTERVAL);
     if let Err(error) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
         tracing::debug!(%error, "SO_KEEPALIVE");
+    }
+}
+
+/// The TCP stream under a hyper upgrade, with bytes hyper already read from
+/// it: a tunnel leg that is spliced as a plain socket.
+pub fn raw_stream(upgraded: Upgraded) -> io::Result<(TcpStream, Bytes)> {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Err(_) => Err(io::Error::other(
+            "upgraded connection is not a plain TCP stream",
+        )),
     }
 }
 

@@ -154,3 +154,23 @@ async fn admin_reads_need_the_token_except_probes_metrics_and_dashboard() {
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
     }
 }
+
+/// Found in the security review: `/dashboard/state` without the token gave
+/// every member's `addr` and `admin`, which `GET /ring` protects.
+#[tokio::test]
+async fn the_dashboard_state_names_no_address_without_the_token() {
+    let pod = FakePod::start("pod-a", PodMode::Echo).await;
+    let router = router_with_origins(&[], false, &pod).await;
+    let (status, anonymous) = router.get_anonymous("/dashboard/state").await;
+    assert_eq!(status, StatusCode::OK);
+    let member = &anonymous["ring"]["members"][0];
+    assert_eq!(member["name"], "pod-a");
+    assert_eq!(member["addr"], "");
+    assert_eq!(member["admin"], "");
+    assert!(
+        !anonymous.to_string().contains("127.0.0.1"),
+        "no address anywhere: {anonymous}"
+    );
+    let (_, with_token) = router.get("/dashboard/state").await;
+    assert_eq!(with_token["ring"]["members"][0]["addr"], pod.member().addr);
+}

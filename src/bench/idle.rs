@@ -15,12 +15,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use futures_util::StreamExt;
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use wsring::procfs::{children_of, rss_kib, tree_rss_kib, ProcError};
+use wsring::procfs::{children_of, rss_kib, tree_rss_kib};
 
 use super::setup::{self, Bench};
 
@@ -54,43 +53,15 @@ pub struct IdleRow {
     pub kib_per_connection: f64,
 }
 
-/// Raise the open-files soft limit to what `connections` need at
-/// `fds_per_connection` descriptors each in the proxy (2 when both sides of a
-/// proxied connection are sockets of its own), raising the hard limit too
-/// when privileged; children inherit it. Returns the soft limit now in force.
-pub fn raise_nofile(connections: usize, fds_per_connection: u64) -> anyhow::Result<u64> {
-    let wanted = (connections as u64) * fds_per_connection + SPARE_FDS;
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(NOFILE)")?;
-    if hard < wanted && setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).is_ok() {
-        return Ok(wanted);
-    }
-    let target = hard.min(wanted.max(soft));
-    if target > soft {
-        setrlimit(Resource::RLIMIT_NOFILE, target, hard).context("setrlimit(NOFILE)")?;
-    }
-    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    Ok(soft)
-}
-
-/// Descriptors a proxy needs besides its tunnels (listeners, admin, logs, epoll, …).
-const SPARE_FDS: u64 = 512;
-
-/// The most connections a proxy can hold with `nofile` descriptors at
-/// `fds_per_connection` each, plus spares.
-pub fn fit_nofile(connections: usize, nofile: u64, fds_per_connection: u64) -> usize {
-    let fit = nofile.saturating_sub(SPARE_FDS) / fds_per_connection.max(1);
-    connections.min(usize::try_from(fit).unwrap_or(usize::MAX))
-}
-
 /// Measure router, pod and nginx memory per idle connection.
 pub async fn measure(bench: &mut Bench, connections: usize) -> anyhow::Result<Vec<IdleRow>> {
     let mut rows = Vec::new();
-    let router_pid = bench.router.proc.pid().context("router is gone")?;
-    let pod_pid = bench.pods[0].proc.pid().context("pod is gone")?;
+    let router_pid = bench.router.process.pid().context("router is gone")?;
+    let pod_pid = bench.pods[0].process.pid().context("pod is gone")?;
     let pod_admin = bench.pods[0].admin;
 
     // Through the router.
-    let router = bench.router.addr;
+    let router = bench.router.listen;
     drop(open_idle(router, WARMUP_CONNECTIONS, true).await?);
     wait_open(bench, pod_admin, 0).await?;
     let router_before = settled_rss(|| rss_kib(router_pid)).await?;
@@ -124,7 +95,7 @@ pub async fn measure(bench: &mut Bench, connections: usize) -> anyhow::Result<Ve
 
     // Through nginx.
     if let Some(nginx) = &bench.nginx {
-        let (addr, pid) = (nginx.addr, nginx.proc.pid().context("nginx is gone")?);
+        let (addr, pid) = (nginx.addr, nginx.process.pid().context("nginx is gone")?);
         drop(open_idle(addr, WARMUP_CONNECTIONS, false).await?);
         wait_open(bench, pod_admin, 0).await?;
         let before = settled_rss(|| tree_rss_kib(pid)).await?;
@@ -182,7 +153,7 @@ async fn wait_open(bench: &Bench, admin: SocketAddr, n: u64) -> anyhow::Result<(
 }
 
 /// Sample RSS until two samples [`SETTLE_STEP`] apart agree within 1 %.
-async fn settled_rss(read: impl Fn() -> Result<u64, ProcError>) -> anyhow::Result<u64> {
+async fn settled_rss(read: impl Fn() -> Result<u64, wsring::Error>) -> anyhow::Result<u64> {
     let deadline = tokio::time::Instant::now() + SETTLE_MAX;
     let mut last = read()?;
     loop {
@@ -293,14 +264,6 @@ mod tests {
     const GOOD: &str = "http/1.1 101 switching protocols\r\nupgrade: websocket\r\n\
                         connection: upgrade\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n\
                         x-wsring-pod: bench-0";
-
-    #[test]
-    fn connections_fit_the_descriptor_limit() {
-        assert_eq!(fit_nofile(10_000, 1_048_576, 2), 10_000);
-        assert_eq!(fit_nofile(10_000, 20_000, 2), 9_744);
-        assert_eq!(fit_nofile(10_000, 20_000, 1), 10_000);
-        assert_eq!(fit_nofile(10, 100, 2), 0);
-    }
 
     #[test]
     fn a_proper_router_answer_passes() {

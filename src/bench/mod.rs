@@ -10,13 +10,15 @@
 //!
 //! Every process is started here and stopped at the end: pods and the router
 //! are children of this binary, nginx gets a generated config in a temporary
-//! prefix. Layout: [`setup`] (the children), [`load`] (the load client),
+//! prefix. Layout: [`setup`] (pods and router, the ring, their metrics),
+//! [`nginx`] (nginx's config and process), [`load`] (the load client),
 //! [`throughput`] and [`idle`] (the two measurements), [`report`] (tables,
 //! JSON, target verdicts).
 #![forbid(unsafe_code)]
 
 pub mod idle;
 pub mod load;
+pub mod nginx;
 pub mod report;
 pub mod setup;
 pub mod throughput;
@@ -25,6 +27,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use wsring::process::lifecycle::shutdown_signal;
+use wsring::process::nofile::{fit_nofile, raise_nofile};
+use wsring::procfs::loadavg;
 use wsring_router::PodTransport;
 
 use report::{Environment, IdleReport, ThroughputReport};
@@ -135,7 +140,7 @@ struct AllReport {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     tokio::select! {
         r = run_command(args.command) => r,
-        () = crate::dev::shutdown_signal() => anyhow::bail!("interrupted"),
+        () = shutdown_signal() => anyhow::bail!("interrupted"),
     }
 }
 
@@ -189,12 +194,19 @@ fn print<T: Serialize>(
     Ok(())
 }
 
+/// CPUs of this machine: nginx gets one worker process per CPU, like the
+/// router's tokio runtime, which runs one worker thread per CPU (tokio's
+/// default); the load client one thread per CPU unless told otherwise.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn environment(
     client_threads: usize,
     nginx: Option<String>,
     pod_transport: PodTransport,
 ) -> Environment {
-    let cpus = setup::cpu_count();
+    let cpus = cpu_count();
     Environment {
         pod_transport: pod_transport.as_str().to_string(),
         cpus,
@@ -215,7 +227,7 @@ async fn throughput_report(
         load.duration_secs >= 1,
         "--duration-secs must be at least 1"
     );
-    idle::raise_nofile(load.connections, 2)?;
+    raise_nofile(load.connections, 2)?;
     let wants_nginx = load.targets.contains(&throughput::Target::Nginx);
     let plan = Plan {
         pods: load.pods,
@@ -224,17 +236,17 @@ async fn throughput_report(
         keep_logs: common.keep_logs,
         pod_transport: common.pod_transport,
     };
-    let load_before = setup::loadavg();
+    let load_before = loadavg();
     let mut bench = Bench::start(&plan).await?;
     let result = throughput::measure(&mut bench, load).await;
     let version = bench.nginx.as_ref().map(|n| n.version.clone());
     bench.shutdown().await;
     let rows = result?;
-    let threads = load.client_threads.unwrap_or_else(setup::cpu_count);
+    let threads = load.client_threads.unwrap_or_else(cpu_count);
     Ok(ThroughputReport {
         environment: environment(threads, version, common.pod_transport),
         loadavg_before: load_before,
-        loadavg_after: setup::loadavg(),
+        loadavg_after: loadavg(),
         connections: load.connections,
         rounds: load.rounds,
         duration_secs: load.duration_secs,
@@ -251,9 +263,9 @@ async fn throughput_report(
 
 async fn idle_report(connections: usize, common: &CommonArgs) -> anyhow::Result<IdleReport> {
     anyhow::ensure!(connections >= 1, "--connections must be at least 1");
-    let nofile = idle::raise_nofile(connections, 2)?;
+    let nofile = raise_nofile(connections, 2)?;
     let requested = connections;
-    let connections = idle::fit_nofile(connections, nofile, 2);
+    let connections = fit_nofile(connections, nofile, 2);
     anyhow::ensure!(
         connections >= 1,
         "the open-files limit ({nofile}) leaves no room"

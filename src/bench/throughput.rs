@@ -14,7 +14,7 @@ use clap::ValueEnum;
 
 use super::load::{self, Endpoint, LoadResult, LoadSpec};
 use super::report::{ProxyCpu, ThroughputRow};
-use super::setup::{self, Bench};
+use super::setup::Bench;
 use super::ThroughputArgs;
 
 /// Pause between runs, so closing connections do not overlap the next run.
@@ -68,7 +68,7 @@ fn endpoints(bench: &Bench, target: Target, n: usize) -> anyhow::Result<Option<V
                 })
                 .collect::<anyhow::Result<_>>()?,
         ),
-        Target::Router => Some(via(bench.router.addr)),
+        Target::Router => Some(via(bench.router.listen)),
         Target::Nginx => bench.nginx.as_ref().map(|nginx| via(nginx.addr)),
     })
 }
@@ -83,7 +83,7 @@ pub async fn measure(
         duration: Duration::from_secs(args.duration_secs),
         warmup: Duration::from_secs(args.warmup_secs),
         message_bytes: args.message_bytes,
-        threads: args.client_threads.unwrap_or_else(setup::cpu_count).max(1),
+        threads: args.client_threads.unwrap_or_else(super::cpu_count).max(1),
     };
     let mut targets: Vec<(Target, Vec<Endpoint>)> = Vec::new();
     for &t in &args.targets {

@@ -2,37 +2,64 @@
 //!
 //! `GET /pods`, `POST /pods`, `DELETE /pods/{name}?mode=graceful|crash`,
 //! all behind the bearer token printed at start-up (the same token as the
-//! router's admin API). CORS is open to loopback pages so the router's
-//! dashboard can drive it.
+//! router's admin API, behind the same guard: [`wsring_core::bearer_guard`]).
+//! CORS is open to the router dashboard's own origin only (the page served
+//! by the admin listener, which drives the buttons), so no other web page can
+//! even learn the answers of this API from a browser.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use wsring_core::bearer_guard::BearerGuard;
+
 use super::supervisor::{StopMode, Supervisor};
 
 #[derive(Clone)]
 struct Control {
     supervisor: Arc<Supervisor>,
-    token: Arc<str>,
+    /// Origins of the dashboard page (`http://ADMIN_ADDR`, and
+    /// `http://localhost:PORT` for a loopback admin listener).
+    dashboard_origins: Arc<[String]>,
 }
 
-/// The control API router.
-pub fn app(supervisor: Arc<Supervisor>, token: String) -> Router {
+/// The control API router; `dashboard` is the router's admin address, whose
+/// page alone may call it from a browser.
+pub fn app(supervisor: Arc<Supervisor>, token: String, dashboard: SocketAddr) -> Router {
+    let mut dashboard_origins = vec![format!("http://{dashboard}")];
+    if dashboard.ip().is_loopback() {
+        dashboard_origins.push(format!("http://localhost:{}", dashboard.port()));
+    }
     let state = Control {
         supervisor,
-        token: token.into(),
+        dashboard_origins: dashboard_origins.into(),
     };
-    Router::new()
-        .route("/pods", get(list).post(add).options(preflight))
-        .route("/pods/{name}", delete(stop).options(preflight))
+    let guard = BearerGuard::new(&token, unauthorized);
+    guard
+        .protect(
+            Router::new()
+                .route("/pods", get(list).post(add))
+                .route("/pods/{name}", delete(stop)),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), cors))
         .with_state(state)
+}
+
+/// The 401 of this API, in its own error format.
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid bearer token is required",
+    )
 }
 
 #[derive(Deserialize)]
@@ -41,73 +68,55 @@ struct StopQuery {
     mode: Option<String>,
 }
 
-fn authorized(control: &Control, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let expected = format!("Bearer {}", control.token);
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    // Constant-time comparison: the token is the only secret here.
-    let same = given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
+/// Answer preflights and mark answers readable, for the dashboard's origin
+/// only; any other origin gets no CORS header, so browsers keep its pages out.
+async fn cors(State(control): State<Control>, request: Request, next: Next) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| {
+            control
+                .dashboard_origins
+                .iter()
+                .any(|d| o.as_bytes() == d.as_bytes())
+        })
+        .cloned();
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
     } else {
-        Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        )))
+        next.run(request).await
+    };
+    if let Some(origin) = origin {
+        allow(response.headers_mut(), origin);
     }
+    response
+}
+
+fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE"),
+    );
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    with_cors((status, Json(json!({"error": code, "message": message}))).into_response())
+    (status, Json(json!({"error": code, "message": message}))).into_response()
 }
 
-fn with_cors(mut res: Response) -> Response {
-    let h = res.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        "*".parse().expect("static"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        "authorization, content-type".parse().expect("static"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        [Method::GET, Method::POST, Method::DELETE]
-            .map(|m| m.to_string())
-            .join(", ")
-            .parse()
-            .expect("static"),
-    );
-    res
-}
-
-async fn preflight() -> Response {
-    with_cors(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn list(State(control): State<Control>, headers: HeaderMap) -> Response {
-    if let Err(res) = authorized(&control, &headers) {
-        return *res;
-    }
+async fn list(State(control): State<Control>) -> Response {
     let (version, pods) = control.supervisor.pods().await;
-    with_cors(Json(json!({"ringVersion": version, "pods": pods})).into_response())
+    Json(json!({"ringVersion": version, "pods": pods})).into_response()
 }
 
-async fn add(State(control): State<Control>, headers: HeaderMap) -> Response {
-    if let Err(res) = authorized(&control, &headers) {
-        return *res;
-    }
+async fn add(State(control): State<Control>) -> Response {
     match control.supervisor.add_pod().await {
-        Ok(pod) => with_cors((StatusCode::CREATED, Json(pod)).into_response()),
+        Ok(pod) => (StatusCode::CREATED, Json(pod)).into_response(),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "add_failed",
@@ -118,13 +127,9 @@ async fn add(State(control): State<Control>, headers: HeaderMap) -> Response {
 
 async fn stop(
     State(control): State<Control>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(query): Query<StopQuery>,
 ) -> Response {
-    if let Err(res) = authorized(&control, &headers) {
-        return *res;
-    }
     let mode = match query.mode.as_deref() {
         None | Some("graceful") => StopMode::Graceful,
         Some("crash") => StopMode::Crash,
@@ -137,7 +142,7 @@ async fn stop(
         }
     };
     match control.supervisor.stop_pod(&name, mode).await {
-        Ok(()) => with_cors(Json(json!({"stopped": name})).into_response()),
+        Ok(()) => Json(json!({"stopped": name})).into_response(),
         Err(e) if e.to_string().starts_with("no pod named") => {
             error(StatusCode::NOT_FOUND, "no_such_pod", &e.to_string())
         }

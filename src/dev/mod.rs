@@ -8,19 +8,23 @@
 //! `PUT /ring`. A control API adds pods and stops them gracefully or abruptly.
 //!
 //! Layout: [`supervisor`] (child processes, ring membership), [`control`]
-//! (the control API), [`bus`] (the in-process pub/sub bus).
+//! (the control API), [`bus`] (the in-process pub/sub bus), [`banner`] (what
+//! it prints once up).
 
+pub mod banner;
 pub mod bus;
 pub mod control;
 pub mod supervisor;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
 use tokio::net::TcpListener;
+use wsring::process::dev::READY_PREFIX;
+use wsring::process::lifecycle::shutdown_signal;
+use wsring_core::harness::RedisServer;
 
 use supervisor::{Launch, Supervisor};
 
@@ -65,8 +69,11 @@ pub struct DevArgs {
 
 /// Run local mode until Ctrl-C / SIGTERM, then stop every child gracefully.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let token = args.token.clone().unwrap_or_else(random_token);
-    let (redis_url, bus_kind, _redis_child) = start_bus(&args).await?;
+    let token = args
+        .token
+        .clone()
+        .unwrap_or_else(wsring_core::bearer::random_token);
+    let (redis_url, bus_kind, _redis_server) = start_bus(&args).await?;
     let launch = Launch {
         exe: std::env::current_exe().context("locating the wsring binary")?,
         cluster: args.cluster.clone(),
@@ -97,13 +104,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "redis": redis_url,
         "pods": supervisor.pod_names(),
     });
-    println!("WSRING_DEV_READY {ready}");
+    println!("{READY_PREFIX}{ready}");
+    let (key_source, key_name) = banner::key_placement(&args.router_args);
+    let connect = banner::connect_hint(args.listen, key_source, &key_name, "alice");
+    let endpoints = banner::Endpoints {
+        admin: args.admin_listen,
+        control: args.control_listen,
+        token: &token,
+    };
     eprintln!(
-        "\nwsring dev is up: {} pods, bus: {bus_kind}\n  connect:   websocat 'ws://{}/?key=alice'\n  ring:      curl -H 'authorization: Bearer {token}' http://{}/ring\n  dashboard: http://{}/#token={token}\n  add pod:   curl -X POST -H 'authorization: Bearer {token}' http://{}/pods\n  stop pod:  curl -X DELETE -H 'authorization: Bearer {token}' 'http://{}/pods/pod-0?mode=graceful|crash'\n",
-        args.pods, args.listen, args.admin_listen, args.admin_listen, args.control_listen, args.control_listen
+        "{}",
+        banner::banner(args.pods, bus_kind, &connect, &endpoints)
     );
     let watch = tokio::spawn(supervisor.clone().watch_children());
-    let api = axum::serve(control, control::app(supervisor.clone(), token));
+    let api = axum::serve(
+        control,
+        control::app(supervisor.clone(), token, args.admin_listen),
+    );
     tokio::select! {
         r = api => r.context("control API")?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
@@ -113,86 +130,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Choose and, if needed, start the bus; returns its URL, a label, and the redis-server child.
-async fn start_bus(
-    args: &DevArgs,
-) -> anyhow::Result<(String, &'static str, Option<tokio::process::Child>)> {
+/// Choose and, if needed, start the bus; returns its URL, a label, and the redis-server.
+async fn start_bus(args: &DevArgs) -> anyhow::Result<(String, &'static str, Option<RedisServer>)> {
     if let Some(url) = &args.redis {
         return Ok((url.clone(), "redis (given)", None));
     }
     if !args.builtin_bus {
-        if let Some(started) = start_redis_server().await? {
-            return Ok((started.0, "redis-server (private)", Some(started.1)));
+        // A private redis-server if one is installed (it cannot be run at
+        // all otherwise: then the in-process bus).
+        match RedisServer::start().await {
+            Ok(server) => return Ok((server.url(), "redis-server (private)", Some(server))),
+            Err(wsring_core::Error::Spawn { .. }) => {}
+            Err(e) => return Err(e).context("redis-server did not start"),
         }
     }
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("redis://{}", listener.local_addr()?);
     tokio::spawn(bus::serve(listener));
     Ok((url, "in-process bus", None))
-}
-
-/// Start a private redis-server on a free loopback port, if one is installed.
-async fn start_redis_server() -> anyhow::Result<Option<(String, tokio::process::Child)>> {
-    let port = supervisor::free_port()?;
-    let child = tokio::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let Ok(child) = child else {
-        return Ok(None);
-    };
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    supervisor::wait_for_port(addr)
-        .await
-        .context("redis-server did not start")?;
-    Ok(Some((format!("redis://{addr}"), child)))
-}
-
-/// 32 random hex characters from the OS (via std's randomly seeded hasher state).
-fn random_token() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    (0..2)
-        .map(|i| format!("{:016x}", RandomState::new().hash_one(i)))
-        .collect()
-}
-
-/// Environment variable naming the launcher's pid in its children.
-pub const PARENT_PID_ENV: &str = "WSRING_DEV_PARENT_PID";
-
-/// Resolves on Ctrl-C, SIGTERM, or — for children of `wsring dev` — when the
-/// launcher is gone (killed with SIGKILL it cannot stop them), so no router
-/// or pod outlives its local cluster.
-pub async fn shutdown_or_orphaned() {
-    let parent = std::env::var(PARENT_PID_ENV)
-        .ok()
-        .and_then(|p| p.parse::<i32>().ok());
-    let orphaned = async move {
-        match parent {
-            Some(pid) => loop {
-                if nix::unistd::getppid().as_raw() != pid {
-                    tracing::warn!(launcher = pid, "wsring dev is gone; shutting down");
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            },
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = orphaned => {}
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -4,23 +4,25 @@
 //! ring once its `/readyz` answers, leaves it before a graceful stop (so the
 //! router resets exactly the moved connections) and right after a crash
 //! (noticed by [`Supervisor::watch_children`]). Every change gets the next
-//! ring version and is pushed to the router with `PUT /ring`.
+//! ring version and is pushed to the router with `PUT /ring`. The children
+//! are started and stopped with `wsring::process`, as the benchmarks and the
+//! tests start theirs.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use hyper::{Method, StatusCode};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde::Serialize;
-use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
+use wsring::process::lifecycle::PARENT_PID_ENV;
+use wsring::process::server::wait_answering;
+use wsring::process::{Logs, Role, ServerLaunch, ServerProcess};
+use wsring_core::harness::admin_http::StatusCode;
+use wsring_core::harness::{free_addr, AdminClient};
 use wsring_core::{Member, RingSpec};
-
-use crate::http::{self, HttpClient};
 
 /// How long a child may take to answer its health endpoint after start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -77,13 +79,7 @@ pub struct PodInfo {
 
 struct PodProc {
     info: PodInfo,
-    child: Child,
-}
-
-struct RouterProc {
-    listen: SocketAddr,
-    admin: SocketAddr,
-    child: Child,
+    server: ServerProcess,
 }
 
 #[derive(Default)]
@@ -92,14 +88,14 @@ struct State {
     version: u64,
     /// True when the router has not acknowledged the current version yet.
     unpublished: bool,
-    router: Option<RouterProc>,
+    router: Option<ServerProcess>,
     pods: BTreeMap<String, PodProc>,
 }
 
 /// Owner of all child processes and of the ring membership.
 pub struct Supervisor {
     launch: Launch,
-    http: HttpClient,
+    http: AdminClient,
     state: Mutex<State>,
 }
 
@@ -108,38 +104,50 @@ impl Supervisor {
     pub fn new(launch: Launch) -> Self {
         Supervisor {
             launch,
-            http: http::client(),
+            http: AdminClient::new(),
             state: Mutex::new(State::default()),
         }
     }
 
     /// Start the router and wait until its admin listener answers.
     pub async fn start_router(&self, listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
-        let child = self.spawn_router(listen, admin)?;
-        let mut state = self.state.lock().await;
-        state.router = Some(RouterProc {
-            listen,
-            admin,
-            child,
-        });
-        drop(state);
-        self.wait_healthy(admin, "/healthz").await
+        let mut args = vec!["--router-id".to_owned(), "dev-router".to_owned()];
+        args.extend(["--redis-url".to_owned(), self.launch.redis_url.clone()]);
+        args.extend([
+            "--dashboard-control-url".to_owned(),
+            self.launch.control_url.clone(),
+        ]);
+        args.extend(self.launch.router_args.iter().cloned());
+        let router = self.server_launch(Role::Router, "router", (listen, admin), args);
+        self.state.lock().await.router = Some(ServerProcess::spawn(router)?);
+        // Watched from here on: one that never answers is restarted.
+        let ready_url = Role::Router.ready_url(admin);
+        wait_answering(&self.http, "router", &ready_url, START_TIMEOUT, || Ok(())).await?;
+        Ok(())
     }
 
-    fn spawn_router(&self, listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<Child> {
-        let mut cmd = Command::new(&self.launch.exe);
-        cmd.arg("router")
-            .args(["--listen", &listen.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .args(["--router-id", "dev-router"])
-            .args(["--cluster", &self.launch.cluster])
-            .args(["--redis-url", &self.launch.redis_url])
-            .args(["--dashboard-control-url", &self.launch.control_url])
-            .args(&self.launch.router_args)
-            .env("WSRING_TOKEN", &self.launch.token)
-            .env(super::PARENT_PID_ENV, std::process::id().to_string())
-            .kill_on_drop(true);
-        cmd.spawn().context("spawning the router")
+    /// How a child of local mode starts: this binary, the shared cluster,
+    /// token and bus, logging to the launcher's terminal, and told the
+    /// launcher's pid so it stops should the launcher vanish.
+    fn server_launch(
+        &self,
+        role: Role,
+        name: &str,
+        (listen, admin): (SocketAddr, SocketAddr),
+        args: Vec<String>,
+    ) -> ServerLaunch {
+        ServerLaunch {
+            exe: self.launch.exe.clone(),
+            role,
+            name: name.to_owned(),
+            listen,
+            admin,
+            cluster: self.launch.cluster.clone(),
+            token: self.launch.token.clone(),
+            args,
+            env: vec![(PARENT_PID_ENV.to_owned(), std::process::id().to_string())],
+            logs: Logs::Inherit,
+        }
     }
 
     /// Start `pod-N` (lowest free ordinal, so a re-added pod takes back its own
@@ -152,37 +160,32 @@ impl Supervisor {
                 .find(|n| !state.pods.contains_key(n))
                 .expect("some ordinal is free")
         };
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let admin: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let child = Command::new(&self.launch.exe)
-            .arg("pod")
-            .args(["--listen", &addr.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .args(["--pod-name", &name])
-            .args(["--cluster", &self.launch.cluster])
-            .args(["--redis-url", &self.launch.redis_url])
-            .args(&self.launch.pod_args)
-            .env("WSRING_TOKEN", &self.launch.token)
-            .env(super::PARENT_PID_ENV, std::process::id().to_string())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawning {name}"))?;
+        let (addr, admin) = (free_addr()?, free_addr()?);
+        let mut args = vec!["--pod-name".to_owned(), name.clone()];
+        args.extend(["--redis-url".to_owned(), self.launch.redis_url.clone()]);
+        args.extend(self.launch.pod_args.iter().cloned());
+        let server =
+            ServerProcess::spawn(self.server_launch(Role::Pod, &name, (addr, admin), args))?;
         let info = PodInfo {
             name: name.clone(),
             addr,
             admin,
-            pid: child.id(),
+            pid: server.process.pid(),
         };
+        // In the state before it is ready, so a concurrent add picks another name.
         self.state.lock().await.pods.insert(
             name.clone(),
             PodProc {
                 info: info.clone(),
-                child,
+                server,
             },
         );
-        if let Err(e) = self.wait_healthy(admin, "/readyz").await {
+        let ready_url = Role::Pod.ready_url(admin);
+        if let Err(e) =
+            wait_answering(&self.http, &name, &ready_url, START_TIMEOUT, || Ok(())).await
+        {
             self.remove_pod(&name).await;
-            return Err(e.context(format!("{name} did not become ready")));
+            return Err(anyhow::Error::new(e).context(format!("{name} did not become ready")));
         }
         self.publish_ring().await?;
         tracing::info!(pod = %name, %addr, "pod joined the ring");
@@ -191,13 +194,9 @@ impl Supervisor {
 
     /// Stop a pod gracefully or abruptly; the ring stops naming it either way.
     pub async fn stop_pod(&self, name: &str, mode: StopMode) -> anyhow::Result<()> {
-        let pid = {
-            let mut state = self.state.lock().await;
-            let Some(pod) = state.pods.get_mut(name) else {
-                bail!("no pod named {name:?}");
-            };
-            pod.child.id()
-        };
+        if !self.state.lock().await.pods.contains_key(name) {
+            bail!("no pod named {name:?}");
+        }
         match mode {
             StopMode::Graceful => {
                 let mut pod = self.take_pod(name).await.context("pod vanished")?;
@@ -206,19 +205,11 @@ impl Supervisor {
                 // the pod's clients (close 4001) before SIGTERM closes the
                 // rest with 1001.
                 self.wait_drained(pod.info.admin).await;
-                signal(pid, Signal::SIGTERM);
-                if tokio::time::timeout(STOP_TIMEOUT, pod.child.wait())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(pod = name, "did not exit after SIGTERM; killing");
-                    let _ = pod.child.kill().await;
-                }
+                pod.server.process.stop(STOP_TIMEOUT).await;
             }
             StopMode::Crash => {
-                signal(pid, Signal::SIGKILL);
                 let mut pod = self.take_pod(name).await.context("pod vanished")?;
-                let _ = pod.child.wait().await;
+                pod.server.process.kill().await;
                 self.publish_ring().await?;
             }
         }
@@ -251,19 +242,17 @@ impl Supervisor {
                 let exited: Vec<String> = state
                     .pods
                     .iter_mut()
-                    .filter_map(|(name, p)| match p.child.try_wait() {
-                        Ok(Some(status)) => {
-                            tracing::warn!(pod = %name, %status, "pod exited; removing it from the ring");
-                            Some(name.clone())
-                        }
-                        _ => None,
+                    .filter_map(|(name, p)| {
+                        let status = p.server.process.exited()?;
+                        tracing::warn!(pod = %name, %status, "pod exited; removing it from the ring");
+                        Some(name.clone())
                     })
                     .collect();
                 for name in &exited {
                     state.pods.remove(name);
                 }
-                let router_exited = match state.router.as_mut().map(|r| r.child.try_wait()) {
-                    Some(Ok(Some(status))) => {
+                let router_exited = match state.router.as_mut().and_then(|r| r.process.exited()) {
+                    Some(status) => {
                         tracing::warn!(%status, "router exited; restarting it");
                         state.router.take().map(|r| (r.listen, r.admin))
                     }
@@ -289,25 +278,14 @@ impl Supervisor {
     pub async fn stop_all(&self) {
         let mut state = self.state.lock().await;
         for pod in state.pods.values() {
-            signal(pod.child.id(), Signal::SIGTERM);
+            pod.server.process.signal(Signal::SIGTERM);
         }
         for pod in state.pods.values_mut() {
-            if tokio::time::timeout(STOP_TIMEOUT, pod.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = pod.child.kill().await;
-            }
+            pod.server.process.wait_or_kill(STOP_TIMEOUT).await;
         }
         state.pods.clear();
         if let Some(mut router) = state.router.take() {
-            signal(router.child.id(), Signal::SIGTERM);
-            if tokio::time::timeout(STOP_TIMEOUT, router.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = router.child.kill().await;
-            }
+            router.process.stop(STOP_TIMEOUT).await;
         }
     }
 
@@ -317,7 +295,7 @@ impl Supervisor {
 
     async fn remove_pod(&self, name: &str) {
         if let Some(mut pod) = self.take_pod(name).await {
-            let _ = pod.child.kill().await;
+            pod.server.process.kill().await;
         }
     }
 
@@ -349,28 +327,37 @@ impl Supervisor {
                 .context("no router")?;
             (spec, admin)
         };
-        let url = format!("http://{admin}/ring");
-        let (status, body) = http::call(
-            &self.http,
-            Method::PUT,
-            &url,
-            Some(&self.launch.token),
-            Some(spec.to_json()),
-        )
-        .await?;
+        let answer = self
+            .http
+            .put(format!("http://{admin}/ring"))
+            .bearer(&self.launch.token)
+            .json(spec.to_json())
+            .send()
+            .await?;
+        let status = answer.status();
         // 409 means the router already holds this version or a newer one.
         if status.is_success() || status == StatusCode::CONFLICT {
             let mut state = self.state.lock().await;
             if state.version == spec.version {
                 state.unpublished = false;
             }
-            tracing::info!(version = spec.version, members = ?spec.member_names(), "ring published");
+            drop(state);
+            // A repeated push (the watcher retrying while a push was in
+            // flight) answers `applied: false` or 409: only a ring the router
+            // took is "published", so a crash logs it once.
+            let applied =
+                status.is_success() && answer.json_or_text()["applied"].as_bool() == Some(true);
+            if applied {
+                tracing::info!(version = spec.version, members = ?spec.member_names(), "ring published");
+            } else {
+                tracing::debug!(version = spec.version, "the router already holds this ring");
+            }
             Ok(())
         } else {
             bail!(
                 "router refused ring v{}: {status} {}",
                 spec.version,
-                String::from_utf8_lossy(&body)
+                answer.text()
             )
         }
     }
@@ -380,17 +367,16 @@ impl Supervisor {
         let url = format!("http://{admin}/v1/connections");
         let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
         while tokio::time::Instant::now() < deadline {
-            let answer = http::call(
-                &self.http,
-                Method::GET,
-                &url,
-                Some(&self.launch.token),
-                None,
-            )
-            .await;
+            let answer = self
+                .http
+                .get(url.as_str())
+                .bearer(&self.launch.token)
+                .send()
+                .await;
             match answer {
-                Ok((status, body)) if status.is_success() => {
-                    let open = serde_json::from_slice::<Vec<serde_json::Value>>(&body)
+                Ok(answer) if answer.status().is_success() => {
+                    let open = answer
+                        .json::<Vec<serde_json::Value>>()
                         .map(|c| c.len())
                         .unwrap_or(usize::MAX);
                     if open == 0 {
@@ -402,44 +388,4 @@ impl Supervisor {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
-    async fn wait_healthy(&self, admin: SocketAddr, path: &str) -> anyhow::Result<()> {
-        let url = format!("http://{admin}{path}");
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok((status, _)) = http::call(&self.http, Method::GET, &url, None, None).await {
-                if status.is_success() {
-                    return Ok(());
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{url} did not answer 200 within {START_TIMEOUT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// Send `sig` to a child by pid (no-op if it already exited).
-fn signal(pid: Option<u32>, sig: Signal) {
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = kill(Pid::from_raw(pid), sig);
-    }
-}
-
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Wait until something accepts TCP connections on `addr`.
-pub async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        if tokio::time::Instant::now() > deadline {
-            bail!("nothing listens on {addr}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }

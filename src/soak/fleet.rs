@@ -203,7 +203,7 @@ async fn client(
             Ok(ok) => ok,
             Err(e) => {
                 shared.connect_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%key, error = %e, "connect failed");
+                tracing::debug!(%key, error = format!("{e:#}"), "connect failed");
                 if pause(&mut stop, &mut backoff).await {
                     return;
                 }

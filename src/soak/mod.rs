@@ -27,7 +27,9 @@ use wsring_core::Ring;
 
 use wsring_router::PodTransport;
 
-use crate::bench::idle::{fit_nofile, raise_nofile};
+use wsring::process::lifecycle::shutdown_signal;
+use wsring::process::nofile::{fit_nofile, raise_nofile};
+
 use events::Kind;
 use fleet::Fleet;
 use plane::Plane;
@@ -90,7 +92,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     );
     let report = tokio::select! {
         r = soak(&args) => r?,
-        () = crate::dev::shutdown_signal() => anyhow::bail!("interrupted"),
+        () = shutdown_signal() => anyhow::bail!("interrupted"),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

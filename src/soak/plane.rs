@@ -7,24 +7,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use hyper::Method;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use wsring::metrics::metric_value;
+use wsring::process::{DevLaunch, DevProcess, Logs};
+use wsring::procfs::rss_kib;
+use wsring_core::harness::admin_http::Method;
+use wsring_core::harness::{free_addr, AdminClient, RedisServer};
 use wsring_core::{Ring, RingSpec};
 use wsring_router::PodTransport;
-
-use wsring::procfs::{children_of, rss_kib};
-
-use crate::bench::setup::metric_value;
-use crate::dev::supervisor::{free_port, wait_for_port};
-use crate::http::{self, HttpClient};
 
 /// How long `wsring dev` may take to report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -76,9 +69,10 @@ pub struct Plane {
     pub public: SocketAddr,
     admin: SocketAddr,
     control: SocketAddr,
-    dev: Child,
-    redis: Child,
-    http: HttpClient,
+    // Before `redis`: dropped first, the launcher stops while its bus is up.
+    dev: DevProcess,
+    redis: RedisServer,
+    http: AdminClient,
     dir: tempfile::TempDir,
     keep_logs: bool,
 }
@@ -94,87 +88,48 @@ impl Plane {
             .prefix("wsring-soak-")
             .tempdir()
             .context("creating a temporary directory")?;
-        let redis_port = free_port()?;
-        let redis = Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("the soak needs redis-server on PATH")?;
-        let redis_addr: SocketAddr = ([127, 0, 0, 1], redis_port).into();
-        wait_for_port(redis_addr)
+        let redis = RedisServer::start()
             .await
-            .context("redis-server did not start")?;
-        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let (public, admin, control) = (
-            loopback(free_port()?),
-            loopback(free_port()?),
-            loopback(free_port()?),
-        );
-        let log = dir.path().join("dev.log");
-        let mut dev = Command::new(std::env::current_exe().context("locating wsring")?)
-            .arg("dev")
-            .args(["--pods", &pods.to_string()])
-            .args(["--listen", &public.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .args(["--control-listen", &control.to_string()])
-            .args(["--redis", &format!("redis://{redis_addr}")])
-            .arg(format!(
+            .context("the soak needs redis-server on PATH")?;
+        let (public, admin, control) = (free_addr()?, free_addr()?, free_addr()?);
+        let launch = DevLaunch {
+            exe: std::env::current_exe().context("locating wsring")?,
+            pods,
+            listen: public,
+            admin,
+            control,
+            redis_url: redis.url(),
+            token: TOKEN.to_owned(),
+            args: vec![format!(
                 "--router-arg=--pod-transport={}",
                 transport.as_str()
-            ))
-            .env("WSRING_TOKEN", TOKEN)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).context("creating dev.log")?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawning wsring dev")?;
-        let stdout = dev.stdout.take().context("piped stdout")?;
-        let ready = tokio::time::timeout(START_TIMEOUT, async {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(line) = lines.next_line().await? {
-                if line.starts_with("WSRING_DEV_READY ") {
-                    return Ok(());
-                }
-            }
-            bail!("wsring dev exited before it was ready")
-        })
-        .await;
-        if !matches!(ready, Ok(Ok(()))) {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(20).collect();
-            bail!(
-                "wsring dev did not become ready; last log lines:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
+            )],
+            logs: Logs::File(dir.path().join("dev.log")),
+        };
+        let dev = DevProcess::start(launch, START_TIMEOUT).await?;
         Ok(Plane {
             public,
             admin,
             control,
             dev,
             redis,
-            http: http::client(),
+            http: AdminClient::new(),
             dir,
             keep_logs,
         })
     }
 
     async fn call(&self, method: Method, url: &str) -> anyhow::Result<bytes::Bytes> {
-        let (status, body) = http::call(&self.http, method.clone(), url, Some(TOKEN), None).await?;
-        if !status.is_success() {
-            bail!(
-                "{method} {url}: {status} {}",
-                String::from_utf8_lossy(&body)
-            );
+        let answer = self
+            .http
+            .request(method.clone(), url)
+            .bearer(TOKEN)
+            .send()
+            .await?;
+        if !answer.status().is_success() {
+            bail!("{method} {url}: {} {}", answer.status(), answer.text());
         }
-        Ok(body)
+        Ok(answer.body().clone())
     }
 
     /// The router's ring (`GET /ring`).
@@ -231,19 +186,9 @@ impl Plane {
         self.call(Method::DELETE, &url).await.map(drop)
     }
 
-    /// The router process: the launcher's child run as `wsring router`.
-    pub fn router_pid(&self) -> Option<u32> {
-        children_of(self.dev.id()?).into_iter().find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .ok()
-                .and_then(|c| c.split(|b| *b == 0).nth(1).map(|a| a == b"router"))
-                .unwrap_or(false)
-        })
-    }
-
     /// RSS (KiB) of the router and of every live pod, by name.
     pub async fn rss(&self) -> (Option<u64>, Vec<(String, u64)>) {
-        let router = self.router_pid().and_then(|pid| rss_kib(pid).ok());
+        let router = self.dev.router_pid().and_then(|pid| rss_kib(pid).ok());
         let pods = self
             .pods()
             .await
@@ -256,17 +201,8 @@ impl Plane {
 
     /// SIGTERM the launcher (it stops router and pods), then stop Redis.
     pub async fn shutdown(mut self) {
-        if let Some(pid) = self.dev.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        if tokio::time::timeout(STOP_TIMEOUT, self.dev.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("wsring dev did not exit after SIGTERM; killing it");
-            let _ = self.dev.kill().await;
-        }
-        let _ = self.redis.kill().await;
+        self.dev.stop(STOP_TIMEOUT).await;
+        self.redis.stop();
         if self.keep_logs {
             let kept: PathBuf = self.dir.keep();
             eprintln!("soak logs kept in {}", kept.display());

@@ -1,6 +1,7 @@
-//! Test harness: a real `wsring dev` process (router + pods as child
-//! processes) on free loopback ports with a real redis-server, and real
-//! WebSocket clients. Shared by the top-level integration tests.
+//! Test harness of the top-level integration tests: a real `wsring dev`
+//! process (router + pods as child processes, started with
+//! `wsring::process`) on free loopback ports with a real redis-server, the
+//! admin HTTP client of `wsring_core::harness`, and real WebSocket clients.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -10,14 +11,15 @@ use std::time::Duration;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsring_core::testkit::{free_port, RedisServer};
+use wsring::process::{DevLaunch, DevProcess, Logs};
+use wsring_core::harness::admin_http::Method;
+use wsring_core::harness::{free_addr, AdminClient, RedisServer};
 use wsring_core::{Ring, RingSpec};
 
 /// Generous upper bound for anything a test waits on, so a broken build fails instead of hanging.
@@ -38,9 +40,10 @@ pub fn wsring_command(subcommand: &str) -> Command {
     command
 }
 
-/// A running `wsring dev` with its own Redis.
+/// A running `wsring dev` with its own Redis; dropping it stops the
+/// launcher (SIGTERM: it stops its router and pods first), then Redis.
 pub struct Dev {
-    child: Child,
+    process: DevProcess,
     /// Router public address, `127.0.0.1:PORT`.
     pub public: String,
     /// Router admin base URL.
@@ -51,7 +54,7 @@ pub struct Dev {
     pub token: String,
     /// The Redis the data plane uses.
     pub redis: RedisServer,
-    http: reqwest::Client,
+    http: AdminClient,
 }
 
 impl Dev {
@@ -62,40 +65,35 @@ impl Dev {
 
     /// Like [`Dev::start`] with extra `wsring dev` arguments.
     pub async fn start_with(pods: usize, extra: &[&str]) -> Dev {
-        let redis = RedisServer::start();
-        let (public, admin, control) = (free_port(), free_port(), free_port());
-        let mut child = wsring_command("dev")
-            .args(["--pods", &pods.to_string()])
-            .args(["--listen", &format!("127.0.0.1:{public}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-            .args(["--control-listen", &format!("127.0.0.1:{control}")])
-            .args(["--redis", &redis.url()])
-            .args(["--token", "test-token"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn wsring dev");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(json) = line.strip_prefix("WSRING_DEV_READY ") {
-                    return serde_json::from_str::<Value>(json).expect("ready json");
-                }
-            }
-            panic!("wsring dev exited before it was ready");
-        })
-        .await
-        .expect("wsring dev ready in time");
-        assert_eq!(ready["pods"].as_array().map(Vec::len), Some(pods));
+        let redis = RedisServer::start().await.expect("redis-server on PATH");
+        let (public, admin, control) = (
+            free_addr().unwrap(),
+            free_addr().unwrap(),
+            free_addr().unwrap(),
+        );
+        let launch = DevLaunch {
+            exe: env!("CARGO_BIN_EXE_wsring").into(),
+            pods,
+            listen: public,
+            admin,
+            control,
+            redis_url: redis.url(),
+            token: "test-token".into(),
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            logs: Logs::Inherit,
+        };
+        let process = DevProcess::start(launch, Duration::from_secs(60))
+            .await
+            .expect("wsring dev ready in time");
+        assert_eq!(process.ready["pods"].as_array().map(Vec::len), Some(pods));
         Dev {
-            child,
-            public: format!("127.0.0.1:{public}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-            control: format!("http://127.0.0.1:{control}"),
+            process,
+            public: public.to_string(),
+            admin: format!("http://{admin}"),
+            control: format!("http://{control}"),
             token: "test-token".into(),
             redis,
-            http: reqwest::Client::new(),
+            http: AdminClient::new(),
         }
     }
 
@@ -129,35 +127,33 @@ impl Dev {
     }
 
     /// Control API call: returns (status, json body).
-    pub async fn control(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+    pub async fn control(&self, method: Method, path: &str) -> (u16, Value) {
         let res = self
             .http
             .request(method, format!("{}{path}", self.control))
-            .bearer_auth(&self.token)
+            .bearer(&self.token)
             .send()
             .await
             .expect("control call");
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        (res.status().as_u16(), res.json().unwrap_or(Value::Null))
     }
 
     /// Admin API call with the token: returns (status, body text).
     pub async fn admin(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> (u16, String) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.admin))
-            .bearer_auth(&self.token);
+            .bearer(&self.token);
         if let Some((content_type, bytes)) = body {
             req = req.header("content-type", content_type).body(bytes);
         }
         let res = req.send().await.expect("admin call");
-        let status = res.status().as_u16();
-        (status, res.text().await.unwrap_or_default())
+        (res.status().as_u16(), res.text())
     }
 
     /// A plain HTTP GET on the public port (for refusals before the upgrade).
@@ -172,25 +168,7 @@ impl Dev {
             .send()
             .await
             .expect("public GET");
-        let status = res.status().as_u16();
-        (status, res.text().await.unwrap_or_default())
-    }
-}
-
-impl Drop for Dev {
-    /// SIGTERM the launcher and wait for it: it stops its router and pods first.
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = std::time::Instant::now() + WAIT;
-            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        (res.status().as_u16(), res.text())
     }
 }
 
@@ -354,7 +332,7 @@ pub struct PodProc {
 impl Dev {
     /// The pods the launcher runs, from its control API.
     pub async fn pods(&self) -> Vec<PodProc> {
-        let (status, body) = self.control(reqwest::Method::GET, "/pods").await;
+        let (status, body) = self.control(Method::GET, "/pods").await;
         assert_eq!(status, 200, "{body}");
         body["pods"]
             .as_array()
@@ -370,13 +348,7 @@ impl Dev {
 
     /// Pid of the router process: the launcher's child run as `wsring router`.
     pub fn router_pid(&self) -> Option<u32> {
-        let launcher = self.child.id()?;
-        children_of(launcher).into_iter().find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .ok()
-                .and_then(|c| c.split(|b| *b == 0).nth(1).map(|a| a == b"router"))
-                .unwrap_or(false)
-        })
+        self.process.router_pid()
     }
 
     /// The router's ring, or `None` while it has none (e.g. just restarted).
@@ -384,27 +356,25 @@ impl Dev {
         let res = self
             .http
             .get(format!("{}/ring", self.admin))
-            .bearer_auth(&self.token)
+            .bearer(&self.token)
             .send()
             .await
             .ok()?;
         if !res.status().is_success() {
             return None;
         }
-        let body = res.bytes().await.ok()?;
-        Ring::build(RingSpec::parse(&body).ok()?).ok()
+        Ring::build(RingSpec::parse(res.body()).ok()?).ok()
     }
 
     /// `GET /v1/connections` on any admin base URL (router or pod).
     pub async fn connections_at(&self, admin: &str) -> Vec<Value> {
         self.http
             .get(format!("{admin}/v1/connections"))
-            .bearer_auth(&self.token)
+            .bearer(&self.token)
             .send()
             .await
             .expect("GET /v1/connections")
             .json()
-            .await
             .expect("connections json")
     }
 
@@ -416,9 +386,7 @@ impl Dev {
             .send()
             .await
             .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
+            .text();
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .find_map(|l| {
@@ -432,7 +400,8 @@ impl Dev {
     pub async fn reset_subscribers(&self, pod: &str) -> Option<u64> {
         let client = redis::Client::open(self.redis.url()).ok()?;
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        let channel = wsring_core::protocol::pod_channel("dev", pod);
+        let channel =
+            wsring_core::protocol::pod_channel(wsring_core::protocol::LOCAL_NAMESPACE, "dev", pod);
         let answer: (String, u64) = redis::cmd("PUBSUB")
             .arg("NUMSUB")
             .arg(&channel)
@@ -467,5 +436,3 @@ pub fn sigkill(pid: u32) {
     )
     .expect("kill -9");
 }
-
-pub use wsring::procfs::children_of;

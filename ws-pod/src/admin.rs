@@ -7,66 +7,73 @@
 //!
 //! Only the probes (`/healthz`, `/readyz`) and `/metrics` are open; the
 //! connection list (it reveals routing keys) and the push API need
-//! `Authorization: Bearer <token>`, checked before any body is read.
+//! `Authorization: Bearer <token>`, checked before any body is read by the
+//! same middleware as on the router's admin API ([`wsring_core::bearer_guard`]).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use subtle::ConstantTimeEq;
-use tokio_util::sync::CancellationToken;
+use wsring_core::bearer_guard::BearerGuard;
+use wsring_core::openmetrics;
+use wsring_core::shutdown::Shutdown;
 
+use crate::control::ResetChannel;
 use crate::metrics::Metrics;
 use crate::push::{self, Target};
 use crate::registry::{ConnectionInfo, Registry};
-
-/// Content type of `/metrics` (prometheus-client writes OpenMetrics text).
-const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Everything the admin handlers read; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AdminState {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    token: Arc<str>,
+    /// The bearer check of the connection list and the push API.
+    admin_auth: BearerGuard,
     max_message_bytes: usize,
-    draining: CancellationToken,
+    shutdown: Shutdown,
+    reset_channel: ResetChannel,
 }
 
 impl AdminState {
     /// `token` guards the push API; `max_message_bytes` bounds push bodies (413 beyond);
-    /// `/readyz` answers 503 once `draining` is cancelled.
+    /// `/readyz` answers 503 once `shutdown` has begun, and while the reset
+    /// channel is not yet subscribed ([`ResetChannel`]).
     pub fn new(
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         token: &str,
         max_message_bytes: usize,
-        draining: CancellationToken,
+        shutdown: Shutdown,
+        reset_channel: ResetChannel,
     ) -> Self {
         AdminState {
             registry,
             metrics,
-            token: Arc::from(token),
+            admin_auth: BearerGuard::new(token, unauthorized),
             max_message_bytes,
-            draining,
+            shutdown,
+            reset_channel,
         }
     }
 }
 
 /// The admin HTTP service.
 pub fn admin_app(state: AdminState) -> Router {
-    let protected = Router::new()
-        .route("/v1/connections", get(connections))
-        .route("/v1/keys/{key}/messages", post(push_to_key))
-        .route("/v1/broadcast", post(broadcast))
-        // Authentication runs before the body is read, so a stranger cannot make us buffer it.
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+    // Authentication runs before the body is read, so a stranger cannot make us buffer it.
+    let protected = state
+        .admin_auth
+        .protect(
+            Router::new()
+                .route("/v1/connections", get(connections))
+                .route("/v1/keys/{key}/messages", post(push_to_key))
+                .route("/v1/broadcast", post(broadcast)),
+        )
         .layer(DefaultBodyLimit::max(state.max_message_bytes));
     Router::new()
         .route("/healthz", get(healthz))
@@ -81,8 +88,14 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.draining.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    if state.shutdown.has_begun() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if state.reset_channel.waiting() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the reset channel",
+        )
+            .into_response()
     } else {
         "ready".into_response()
     }
@@ -90,7 +103,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 
 async fn metrics(State(state): State<AdminState>) -> Response {
     (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, openmetrics::CONTENT_TYPE)],
         state.metrics.encode(),
     )
         .into_response()
@@ -126,31 +139,17 @@ fn deliver(state: &AdminState, target: Target<'_>, headers: &HeaderMap, body: By
     }
 }
 
-/// `Authorization: Bearer <token>`, compared in constant time.
-async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match given {
-        Some(given) if bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) => {
-            next.run(request).await
-        }
-        _ => {
-            let mut response = error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-    }
+/// The answer without the bearer token (docs/interfaces.md, "Admin authentication").
+fn unauthorized() -> Response {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid bearer token is required",
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -177,7 +176,8 @@ mod tests {
             Arc::new(Metrics::new()),
             TOKEN,
             LIMIT,
-            CancellationToken::new(),
+            Shutdown::new(),
+            ResetChannel::none(),
         )
     }
 
@@ -224,16 +224,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn health_and_readiness_follow_draining() {
+    async fn health_and_readiness_follow_shutdown() {
         let state = state();
         assert_eq!(call(&state, get("/healthz")).await.0, StatusCode::OK);
         assert_eq!(call(&state, get("/readyz")).await.0, StatusCode::OK);
-        state.draining.cancel();
+        state.shutdown.begin();
         assert_eq!(
             call(&state, get("/readyz")).await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(call(&state, get("/healthz")).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_waits_for_the_reset_channel_at_most_its_grace() {
+        let grace = std::time::Duration::from_secs(5);
+        let subscribed_later = AdminState {
+            reset_channel: ResetChannel::awaiting(grace),
+            ..state()
+        };
+        let (status, body) = call(&subscribed_later, get("/readyz")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "waiting for the reset channel");
+        subscribed_later.reset_channel.mark_subscribed();
+        assert_eq!(
+            call(&subscribed_later, get("/readyz")).await.0,
+            StatusCode::OK
+        );
+
+        // Redis unreachable: ready anyway once the grace has passed, so an
+        // outage never keeps a pod out of service.
+        let never_subscribed = AdminState {
+            reset_channel: ResetChannel::awaiting(grace),
+            ..state()
+        };
+        tokio::time::advance(grace - std::time::Duration::from_millis(1)).await;
+        assert_eq!(
+            call(&never_subscribed, get("/readyz")).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        tokio::time::advance(std::time::Duration::from_millis(1)).await;
+        assert_eq!(
+            call(&never_subscribed, get("/readyz")).await.0,
+            StatusCode::OK
+        );
     }
 
     #[tokio::test]

@@ -18,7 +18,10 @@ use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsring_core::protocol::{encode_key, HEADER_CONN, HEADER_KEY, HEADER_PREFIX};
+use wsring_core::protocol::{
+    encode_key, HEADER_CONN, HEADER_KEY, HEADER_PREFIX, HEADER_RING_VERSION,
+};
+use wsring_core::router_auth::HEADER_AUTH;
 
 /// How long opening the upstream connection (TCP + upgrade) may take.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,8 +55,9 @@ pub enum UpstreamError {
 /// Open the upstream WebSocket for one client connection.
 ///
 /// The app sees the client's path and query, its end-to-end headers (cookies,
-/// authorization, origin, ...) and `x-wsring-key` / `x-wsring-conn`, so it knows
-/// which key the connection belongs to without parsing the request itself.
+/// authorization, origin, ...) and `x-wsring-key` / `x-wsring-conn` (plus the
+/// router's `x-wsring-ring-version` and `x-wsring-auth`), so it knows which key
+/// the connection belongs to without parsing the request itself.
 pub async fn connect_upstream(
     base: &str,
     path_and_query: &str,
@@ -75,6 +79,13 @@ pub async fn connect_upstream(
     );
     if let Ok(value) = HeaderValue::from_str(conn_id) {
         headers.insert(HEADER_CONN, value);
+    }
+    // The router's ring version and signature, as received: an app that knows
+    // the cluster token can check the headers came through a router.
+    for name in [HEADER_RING_VERSION, HEADER_AUTH] {
+        if let Some(value) = client_headers.get(name) {
+            headers.insert(name, value.clone());
+        }
     }
     let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {

@@ -3,23 +3,28 @@
 //! [`Config`] is a `clap::Args` so the `ws-pod` binary and the `wsring pod`
 //! subcommand of the local launcher parse exactly the same flags. Everything
 //! derived from it (token, pod name, upstream URL, WebSocket limits) is checked
-//! once at start-up by [`Config::resolve`], so a bad flag stops the process with
+//! once at start-up by `Config::resolve`, so a bad flag stops the process with
 //! a clear message instead of failing the first connection.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wsring_core::protocol::{pod_channel, POD_ADMIN_PORT, POD_WS_PORT};
 use wsring_core::redis_args::RedisArgs;
+use wsring_core::router_auth::RouterAuth;
+use wsring_core::token_args::TokenArgs;
 
+use crate::handshake::Admission;
 use crate::Error;
 
-/// Default `--listen`.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8081";
-/// Default `--admin-listen`.
-pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9091";
+/// Default `--listen`: every interface, the pod WebSocket port routers dial.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), POD_WS_PORT);
+/// Default `--admin-listen`: every interface, the pod admin port.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), POD_ADMIN_PORT);
 /// Default `--cluster`.
 pub const DEFAULT_CLUSTER: &str = "wsring";
 /// Default `--max-message-bytes` (1 MiB).
@@ -39,20 +44,25 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 #[derive(Clone, Debug, Args)]
 pub struct Config {
     /// WebSocket listener (reached by routers only).
-    #[arg(long, env = "WSRING_LISTEN", default_value = DEFAULT_LISTEN)]
+    #[arg(long, env = "WSRING_LISTEN", default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// Admin listener: health, metrics, connections, push API.
-    #[arg(long, env = "WSRING_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
+    #[arg(long, env = "WSRING_ADMIN_LISTEN", default_value_t = DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
 
     /// The ring member name (downward API `metadata.name`) [default: hostname].
     #[arg(long, env = "WSRING_POD_NAME")]
     pub pod_name: Option<String>,
 
-    /// Cluster name, prefix of the Redis channel.
+    /// Cluster name, part of the Redis channel name.
     #[arg(long, env = "WSRING_CLUSTER", default_value = DEFAULT_CLUSTER)]
     pub cluster: String,
+
+    /// Kubernetes namespace of the cluster (downward API), part of the Redis
+    /// channel name: same-named clusters of two namespaces never share it.
+    #[arg(long, env = "POD_NAMESPACE", default_value = wsring_core::protocol::LOCAL_NAMESPACE)]
+    pub namespace: String,
 
     /// `--redis-url`, `--redis-password`, `--redis-ca-file`.
     #[command(flatten)]
@@ -66,18 +76,57 @@ pub struct Config {
     #[arg(long, env = "WSRING_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
-    /// Bearer token of the push API.
-    #[arg(
-        long,
-        env = "WSRING_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "token_file"
-    )]
-    pub token: Option<String>,
+    /// `--token` or `--token-file`: the bearer token of the connection list
+    /// and the push API, also the key of the routers' signatures.
+    #[command(flatten)]
+    pub token: TokenArgs,
 
-    /// File holding the bearer token (a mounted Secret); surrounding whitespace is ignored.
-    #[arg(long, env = "WSRING_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    /// Longest routing key (decoded) in `x-wsring-key`; keep it at least the
+    /// router's `--max-key-bytes`.
+    #[arg(long, env = "WSRING_MAX_KEY_BYTES", default_value_t = wsring_core::protocol::DEFAULT_MAX_KEY_BYTES)]
+    pub max_key_bytes: usize,
+
+    /// Also accept connections without router headers (local debugging):
+    /// they get a local id and the `key` query parameter. Off by default, so
+    /// only a router of this cluster can register connections under a key.
+    #[arg(long, env = "WSRING_ALLOW_DIRECT", default_value_t = false)]
+    pub allow_direct: bool,
+
+    /// Most WebSocket connections and HTTP/2 streams open at once (an HTTP/2
+    /// connection counts too). Default: the open-files limit minus 256.
+    #[arg(long, env = "WSRING_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most connections and streams per client (router) address; 0: no cap.
+    #[arg(long, env = "WSRING_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 0)]
+    pub max_connections_per_client: usize,
+
+    /// Once the first byte of a message (or of its first fragment) arrived,
+    /// the whole message must arrive within this, else the client is closed
+    /// with 1008: a partial message cannot sit in the pod for ever.
+    #[arg(long, env = "WSRING_MESSAGE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub message_timeout_ms: u64,
+
+    /// Close (1001) a connection that sent nothing, not even a ping, for this
+    /// long; 0: never (many apps have quiet clients).
+    #[arg(long, env = "WSRING_IDLE_TIMEOUT_MS", default_value_t = 0)]
+    pub idle_timeout_ms: u64,
+
+    /// WebSockets one router's HTTP/2 connection may carry at once.
+    #[arg(long, env = "WSRING_H2_MAX_STREAMS", default_value_t = 16_384)]
+    pub h2_max_streams: u32,
+
+    /// HTTP/2 connection receive window: what one router connection can
+    /// have buffered in this pod (per stream: 256 KiB).
+    #[arg(long, env = "WSRING_H2_CONNECTION_WINDOW_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub h2_connection_window_bytes: u32,
+
+    /// On SIGTERM, first keep serving for this long with `/readyz` answering
+    /// 503: the pod leaves the ring (its endpoint is no longer ready), so the
+    /// routers' resets close its moved connections with 4001 before the drain
+    /// closes the rest with 1001.
+    #[arg(long, env = "WSRING_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
 
     /// On SIGTERM: close every connection with 1001 and wait at most this long for them.
     #[arg(long, env = "WSRING_DRAIN_TIMEOUT_MS", default_value_t = DEFAULT_DRAIN_TIMEOUT_MS)]
@@ -93,15 +142,24 @@ impl Default for Config {
     /// The flag defaults, without a token (tests and the launcher set one).
     fn default() -> Self {
         Config {
-            listen: DEFAULT_LISTEN.parse().expect("valid default"),
-            admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
+            listen: DEFAULT_LISTEN,
+            admin_listen: DEFAULT_ADMIN_LISTEN,
             pod_name: None,
             cluster: DEFAULT_CLUSTER.to_string(),
+            namespace: wsring_core::protocol::LOCAL_NAMESPACE.to_string(),
             redis: RedisArgs::default(),
             upstream: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            token: None,
-            token_file: None,
+            token: TokenArgs::default(),
+            max_key_bytes: wsring_core::protocol::DEFAULT_MAX_KEY_BYTES,
+            allow_direct: false,
+            max_connections: None,
+            max_connections_per_client: 0,
+            message_timeout_ms: 30_000,
+            idle_timeout_ms: 0,
+            h2_max_streams: 16_384,
+            h2_connection_window_bytes: 64 * 1024 * 1024,
+            shutdown_delay_ms: 0,
             drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
         }
@@ -113,16 +171,30 @@ impl Default for Config {
 pub(crate) struct Settings {
     /// Ring member name, sent back as `x-wsring-pod`.
     pub pod_name: String,
-    /// Redis channel prefix.
-    pub cluster: String,
+    /// The Redis channel this pod listens on for resets.
+    pub channel: String,
     /// The Redis client (password override and private CA applied); not connected.
     pub redis: Option<redis::Client>,
     /// Upstream app URL (`ws://…`, no path: the client's path is appended).
     pub upstream: Option<String>,
-    /// Push API bearer token.
+    /// Push API bearer token, also the key of the routers' signatures.
     pub token: String,
+    /// What every upgrade request must satisfy.
+    pub admission: Admission,
     /// Message/frame size limit.
     pub max_message_bytes: usize,
+    /// Caps on open connections and streams.
+    pub limits: std::sync::Arc<wsring_core::conn_limit::ConnectionLimits>,
+    /// The message deadline.
+    pub message_timeout: Duration,
+    /// The idle deadline, if any.
+    pub idle_timeout: Option<Duration>,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub h2_max_streams: u32,
+    /// HTTP/2 connection receive window.
+    pub h2_connection_window: u32,
+    /// Serving time between SIGTERM (readiness 503) and the drain.
+    pub shutdown_delay: Duration,
     /// Bound of the SIGTERM drain.
     pub drain_timeout: Duration,
     /// Bound of an upgrade request (or of the wait for the HTTP/2 preface).
@@ -142,6 +214,23 @@ impl Config {
                 "--handshake-timeout-ms must be at least 1".into(),
             ));
         }
+        if self.message_timeout_ms == 0 {
+            return Err(Error::Config(
+                "--message-timeout-ms must be at least 1".into(),
+            ));
+        }
+        if self.h2_max_streams == 0 || self.h2_connection_window_bytes < 65_535 {
+            return Err(Error::Config(
+                "--h2-max-streams must be at least 1 and --h2-connection-window-bytes at least 65535".into(),
+            ));
+        }
+        if self.max_key_bytes == 0 {
+            return Err(Error::Config("--max-key-bytes must be at least 1".into()));
+        }
+        let token = self
+            .token
+            .resolve()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let pod_name = match &self.pod_name {
             Some(name) if name.trim().is_empty() => {
                 return Err(Error::Config("--pod-name is empty".into()))
@@ -150,39 +239,34 @@ impl Config {
             None => hostname(),
         };
         Ok(Settings {
+            channel: pod_channel(&self.namespace, &self.cluster, &pod_name),
             pod_name,
-            cluster: self.cluster.clone(),
             redis: self
                 .redis
                 .client()
                 .map_err(|e| Error::Config(e.to_string()))?,
             upstream: self.upstream.as_deref().map(check_upstream).transpose()?,
-            token: self.token()?,
+            admission: Admission {
+                auth: RouterAuth::new(&token),
+                max_key_bytes: self.max_key_bytes,
+                allow_direct: self.allow_direct,
+            },
+            token,
             max_message_bytes: self.max_message_bytes,
+            limits: wsring_core::conn_limit::ConnectionLimits::new(
+                self.max_connections
+                    .unwrap_or_else(|| wsring_core::conn_limit::from_open_files_limit(1)),
+                self.max_connections_per_client,
+            ),
+            message_timeout: Duration::from_millis(self.message_timeout_ms),
+            idle_timeout: (self.idle_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.idle_timeout_ms)),
+            h2_max_streams: self.h2_max_streams,
+            h2_connection_window: self.h2_connection_window_bytes,
+            shutdown_delay: Duration::from_millis(self.shutdown_delay_ms),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
         })
-    }
-
-    /// The bearer token from `--token` or `--token-file`; one of them is required.
-    fn token(&self) -> Result<String, Error> {
-        let token = match (&self.token, &self.token_file) {
-            (Some(token), _) => token.trim().to_string(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|source| Error::TokenFile { path: path.clone(), source })?
-                .trim()
-                .to_string(),
-            (None, None) => {
-                return Err(Error::Config(
-                    "a push API token is required: set --token (WSRING_TOKEN) or --token-file (WSRING_TOKEN_FILE)"
-                        .into(),
-                ))
-            }
-        };
-        if token.is_empty() {
-            return Err(Error::Config("the push API token is empty".into()));
-        }
-        Ok(token)
     }
 }
 
@@ -236,7 +320,7 @@ mod tests {
 
     fn with_token() -> Config {
         Config {
-            token: Some("t0ken\n".into()),
+            token: TokenArgs::value("t0ken\n"),
             ..Config::default()
         }
     }
@@ -253,12 +337,15 @@ mod tests {
         let path = std::env::temp_dir().join(format!("ws-pod-token-{}", std::process::id()));
         std::fs::write(&path, "from-file\n").unwrap();
         let config = Config {
-            token_file: Some(path.clone()),
+            token: TokenArgs {
+                value: None,
+                file: Some(path.clone()),
+            },
             ..Config::default()
         };
         assert_eq!(config.resolve().unwrap().token, "from-file");
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(config.resolve(), Err(Error::TokenFile { .. })));
+        assert!(matches!(config.resolve(), Err(Error::Config(m)) if m.contains("--token-file")));
     }
 
     #[test]

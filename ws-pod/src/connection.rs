@@ -28,9 +28,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use wsring_core::protocol::{CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_TOO_BIG};
+use wsring_core::protocol::{
+    CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_PAYLOAD, CLOSE_POLICY_VIOLATION,
+    CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
+};
 
 use crate::mailbox::{CloseOrder, Command, Mailbox};
+use crate::metrics::{TIMEOUT_IDLE, TIMEOUT_UNFINISHED_MESSAGE};
+use crate::watch::{is_message_timeout, Deadlines};
 
 /// How long a close handshake (ours or the app's) may take before the socket is dropped.
 pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,12 +43,6 @@ pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Close reason sent with 1001 when the pod drains.
 pub const DRAINING_REASON: &str = "pod shutting down";
 
-/// Close code for a protocol violation by the peer.
-const CLOSE_PROTOCOL_ERROR: u16 = 1002;
-/// Close code for a text message (or close reason) that is not UTF-8.
-const CLOSE_INVALID_PAYLOAD: u16 = 1007;
-/// Close code for a policy violation.
-const CLOSE_POLICY_VIOLATION: u16 = 1008;
 /// Control-frame payloads are at most 125 bytes; 2 of them are the code.
 const MAX_CLOSE_REASON_BYTES: usize = 123;
 
@@ -58,6 +57,8 @@ pub enum Ending {
     ClientRefused(u16),
     /// A close order from the mailbox (a reset: 4001) was carried out with this code.
     Ordered(u16),
+    /// A deadline passed (`idle`: 1001, `unfinished_message`: 1008).
+    TimedOut(&'static str),
     /// The pod is draining: closed with 1001.
     Draining,
     /// The app closed; its close code was passed on to the client.
@@ -70,6 +71,7 @@ pub enum Ending {
 
 /// Why the two directions stopped; decided first, carried out afterwards.
 enum Stop {
+    Idle,
     ClientClose(Option<CloseFrame>),
     ClientError(WsError),
     ClientGone,
@@ -91,6 +93,7 @@ pub async fn relay<C, T, R, E>(
     mut app_rx: R,
     mailbox: &Mailbox,
     shutdown: &CancellationToken,
+    deadlines: &Deadlines,
 ) -> Ending
 where
     C: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
@@ -104,15 +107,25 @@ where
     let stop = {
         let inbound = async {
             loop {
-                match client_rx.next().await {
+                let next = match deadlines.idle {
+                    Some(idle) => match tokio::time::timeout(idle, client_rx.next()).await {
+                        Ok(next) => next,
+                        Err(_) => return Stop::Idle,
+                    },
+                    None => client_rx.next().await,
+                };
+                match next {
                     Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                        deadlines.message_done();
                         if let Err(e) = app_tx.send(message).await {
                             return Stop::AppFailed(format!("cannot send to the app: {e}"));
                         }
                     }
                     Some(Ok(Message::Close(frame))) => return Stop::ClientClose(frame),
                     // tungstenite queues the pong itself; pongs and raw frames need nothing.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                        deadlines.message_done();
+                    }
                     Some(Err(e)) => return Stop::ClientError(e),
                     None => return Stop::ClientGone,
                 }
@@ -179,6 +192,17 @@ where
     R: Stream<Item = Result<Message, E>> + Unpin,
 {
     match stop {
+        Stop::Idle => {
+            let frame = close_frame(CLOSE_GOING_AWAY, "idle timeout");
+            close_both(client_tx, client_rx, app_tx, app_rx, frame).await;
+            Ending::TimedOut(TIMEOUT_IDLE)
+        }
+        Stop::ClientError(WsError::Io(error)) if is_message_timeout(&error) => {
+            tracing::debug!(%error, "closing a client that did not finish its message");
+            let close = close_frame(CLOSE_POLICY_VIOLATION, &error.to_string());
+            close_failed_client(client_tx, app_tx, app_rx, close).await;
+            Ending::TimedOut(TIMEOUT_UNFINISHED_MESSAGE)
+        }
         Stop::ClientClose(frame) => {
             let code = frame.as_ref().map(|f| u16::from(f.code));
             // Reading on flushes tungstenite's queued echo of the close and sees the end.
@@ -188,51 +212,29 @@ where
             Ending::ClientClosed(code)
         }
         Stop::ClientGone => {
-            close_app(
-                app_tx,
-                app_rx,
-                close_frame(CLOSE_GOING_AWAY, "client went away"),
-            )
-            .await;
+            client_went_away(app_tx, app_rx).await;
             Ending::ClientGone
         }
         Stop::ClientError(error) => match refusal(&error) {
             Some((code, reason)) => {
                 tracing::debug!(%error, code, "refusing client frame");
-                // The stream is unusable after a read error: send the close and end.
-                let close = close_frame(code, &reason);
-                let client_done = bounded(client_tx.send(Message::Close(close)));
-                let app_done = close_app(
-                    app_tx,
-                    app_rx,
-                    close_frame(CLOSE_GOING_AWAY, "client connection failed"),
-                );
-                tokio::join!(client_done, app_done);
+                close_failed_client(client_tx, app_tx, app_rx, close_frame(code, &reason)).await;
                 Ending::ClientRefused(code)
             }
             None => {
                 tracing::debug!(%error, "client connection lost");
-                close_app(
-                    app_tx,
-                    app_rx,
-                    close_frame(CLOSE_GOING_AWAY, "client went away"),
-                )
-                .await;
+                client_went_away(app_tx, app_rx).await;
                 Ending::ClientGone
             }
         },
         Stop::Ordered(order) => {
             let frame = close_frame(order.code, order.reason);
-            let client_done = close_client(client_tx, client_rx, frame.clone());
-            let app_done = close_app(app_tx, app_rx, frame);
-            tokio::join!(client_done, app_done);
+            close_both(client_tx, client_rx, app_tx, app_rx, frame).await;
             Ending::Ordered(order.code)
         }
         Stop::Draining => {
             let frame = close_frame(CLOSE_GOING_AWAY, DRAINING_REASON);
-            let client_done = close_client(client_tx, client_rx, frame.clone());
-            let app_done = close_app(app_tx, app_rx, frame);
-            tokio::join!(client_done, app_done);
+            close_both(client_tx, client_rx, app_tx, app_rx, frame).await;
             Ending::Draining
         }
         Stop::AppClose(frame) => {
@@ -250,6 +252,61 @@ where
             Ending::AppFailed
         }
     }
+}
+
+/// Close the client and the app with the same frame, both at once: the pod
+/// ends the connection (idle timeout, close order, draining).
+async fn close_both<CT, CR, T, R, E>(
+    client_tx: &mut CT,
+    client_rx: &mut CR,
+    app_tx: &mut T,
+    app_rx: &mut R,
+    frame: Option<CloseFrame>,
+) where
+    CT: Sink<Message> + Unpin,
+    CR: Stream<Item = Result<Message, WsError>> + Unpin,
+    T: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let client_done = close_client(client_tx, client_rx, frame.clone());
+    let app_done = close_app(app_tx, app_rx, frame);
+    tokio::join!(client_done, app_done);
+}
+
+/// After a client read error that deserves an answer: send the client `close`
+/// and end (its stream is unusable after the error, so no answer is read),
+/// and tell the app the client connection failed.
+async fn close_failed_client<CT, T, R, E>(
+    client_tx: &mut CT,
+    app_tx: &mut T,
+    app_rx: &mut R,
+    close: Option<CloseFrame>,
+) where
+    CT: Sink<Message> + Unpin,
+    T: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let client_done = bounded(client_tx.send(Message::Close(close)));
+    let app_done = close_app(
+        app_tx,
+        app_rx,
+        close_frame(CLOSE_GOING_AWAY, "client connection failed"),
+    );
+    tokio::join!(client_done, app_done);
+}
+
+/// The client is gone with nobody to answer: only the app is told.
+async fn client_went_away<T, R, E>(app_tx: &mut T, app_rx: &mut R)
+where
+    T: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, E>> + Unpin,
+{
+    close_app(
+        app_tx,
+        app_rx,
+        close_frame(CLOSE_GOING_AWAY, "client went away"),
+    )
+    .await;
 }
 
 /// Close a client that never reached [`relay`] (e.g. its upstream app is unreachable):
@@ -353,7 +410,7 @@ async fn bounded<F: std::future::Future>(step: F) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::echo;
+    use crate::app::{echo, EchoSink, EchoStream};
     use futures_channel::mpsc;
     use std::convert::Infallible;
     use tokio::io::DuplexStream;
@@ -376,16 +433,49 @@ mod tests {
         (server, client)
     }
 
-    /// Run the relay with the echo app in the background.
-    fn spawn_echo(
+    /// The two halves of an app as the relay sees them: the echo app's types,
+    /// so a scripted app ([`fake_app`]) runs through the same [`spawn_relay`].
+    type App = (EchoSink, EchoStream);
+
+    /// Run the relay between `server` and `app` in the background.
+    fn spawn_relay(
         mut server: Ws,
+        (tx, rx): App,
         mailbox: std::sync::Arc<Mailbox>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<Ending> {
         tokio::spawn(async move {
-            let (tx, rx) = echo();
-            relay(&mut server, tx, rx, &mailbox, &shutdown).await
+            relay(
+                &mut server,
+                tx,
+                rx,
+                &mailbox,
+                &shutdown,
+                &Deadlines::default(),
+            )
+            .await
         })
+    }
+
+    /// A client talking to a relay running in the background, and the relay's handles.
+    struct Relay {
+        client: Ws,
+        mailbox: std::sync::Arc<Mailbox>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<Ending>,
+    }
+
+    /// `app` relayed in the background, refusing messages over `max_message_bytes`.
+    async fn start_relay(max_message_bytes: usize, app: App) -> Relay {
+        let (server, client) = pair(max_message_bytes).await;
+        let (mailbox, shutdown) = setup();
+        let task = spawn_relay(server, app, mailbox.clone(), shutdown.clone());
+        Relay {
+            client,
+            mailbox,
+            shutdown,
+            task,
+        }
     }
 
     /// Next message the client receives (pongs skipped).
@@ -423,9 +513,9 @@ mod tests {
 
     #[tokio::test]
     async fn echo_returns_text_and_binary_unchanged_and_answers_pings() {
-        let (server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let task = spawn_echo(server, mailbox, shutdown);
+        let Relay {
+            mut client, task, ..
+        } = start_relay(1024, echo()).await;
         client.send(Message::text("héllo")).await.unwrap();
         assert_eq!(recv(&mut client).await, Message::text("héllo"));
         client
@@ -449,9 +539,7 @@ mod tests {
 
     #[tokio::test]
     async fn fragmented_messages_are_reassembled() {
-        let (server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let _task = spawn_echo(server, mailbox, shutdown);
+        let Relay { mut client, .. } = start_relay(1024, echo()).await;
         let first = Frame::message(b"frag".to_vec(), OpCode::Data(Data::Text), false);
         let last = Frame::message(b"mented".to_vec(), OpCode::Data(Data::Continue), true);
         client.send(Message::Frame(first)).await.unwrap();
@@ -464,9 +552,9 @@ mod tests {
         let invalid_utf8 = Frame::message(vec![0xce, 0xba, 0xff], OpCode::Data(Data::Text), true);
         let reserved_opcode = Frame::message(b"x".to_vec(), OpCode::Data(Data::Reserved(3)), true);
         for (frame, code) in [(invalid_utf8, 1007), (reserved_opcode, 1002)] {
-            let (server, mut client) = pair(1024).await;
-            let (mailbox, shutdown) = setup();
-            let task = spawn_echo(server, mailbox, shutdown);
+            let Relay {
+                mut client, task, ..
+            } = start_relay(1024, echo()).await;
             client.send(Message::Frame(frame)).await.unwrap();
             assert_eq!(expect_close(&mut client).await.0, code);
             assert_eq!(task.await.unwrap(), Ending::ClientRefused(code));
@@ -475,9 +563,9 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_close_codes_are_answered_with_1002() {
-        let (server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let task = spawn_echo(server, mailbox, shutdown);
+        let Relay {
+            mut client, task, ..
+        } = start_relay(1024, echo()).await;
         let close = Frame::close(Some(CloseFrame {
             code: CloseCode::from(1005),
             reason: "".into(),
@@ -489,9 +577,9 @@ mod tests {
 
     #[tokio::test]
     async fn oversize_messages_close_with_1009() {
-        let (server, mut client) = pair(16).await;
-        let (mailbox, shutdown) = setup();
-        let task = spawn_echo(server, mailbox, shutdown);
+        let Relay {
+            mut client, task, ..
+        } = start_relay(16, echo()).await;
         client.send(Message::text("small")).await.unwrap();
         assert_eq!(recv(&mut client).await, Message::text("small"));
         client.send(Message::binary(vec![7u8; 17])).await.unwrap();
@@ -503,9 +591,9 @@ mod tests {
 
     #[tokio::test]
     async fn oversize_fragmented_messages_close_with_1009() {
-        let (server, mut client) = pair(16).await;
-        let (mailbox, shutdown) = setup();
-        let task = spawn_echo(server, mailbox, shutdown);
+        let Relay {
+            mut client, task, ..
+        } = start_relay(16, echo()).await;
         for (op, fin) in [
             (Data::Binary, false),
             (Data::Continue, false),
@@ -522,9 +610,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_reset_order_closes_with_4001() {
-        let (server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let task = spawn_echo(server, mailbox.clone(), shutdown);
+        let Relay {
+            mut client,
+            mailbox,
+            task,
+            ..
+        } = start_relay(1024, echo()).await;
         client.send(Message::text("before")).await.unwrap();
         assert_eq!(recv(&mut client).await, Message::text("before"));
         mailbox.close(CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON);
@@ -538,9 +629,12 @@ mod tests {
 
     #[tokio::test]
     async fn draining_closes_with_1001() {
-        let (server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let task = spawn_echo(server, mailbox, shutdown.clone());
+        let Relay {
+            mut client,
+            shutdown,
+            task,
+            ..
+        } = start_relay(1024, echo()).await;
         shutdown.cancel();
         assert_eq!(
             expect_close(&mut client).await,
@@ -557,7 +651,7 @@ mod tests {
         for text in ["p1", "p2"] {
             mailbox.push(Message::text(text)).unwrap();
         }
-        let _task = spawn_echo(server, mailbox.clone(), shutdown);
+        let _task = spawn_relay(server, echo(), mailbox.clone(), shutdown);
         client.send(Message::text("e1")).await.unwrap();
         let mut got = Vec::new();
         for _ in 0..3 {
@@ -576,15 +670,7 @@ mod tests {
     }
 
     /// A scripted app: the test reads what the relay sent it and feeds what it answers.
-    type FakeApp = (
-        mpsc::Sender<Message>,
-        futures_util::stream::Map<
-            mpsc::Receiver<Message>,
-            fn(Message) -> Result<Message, Infallible>,
-        >,
-    );
-
-    fn fake_app() -> (FakeApp, mpsc::Receiver<Message>, mpsc::Sender<Message>) {
+    fn fake_app() -> (App, mpsc::Receiver<Message>, mpsc::Sender<Message>) {
         let (to_app, from_relay) = mpsc::channel(8);
         let (to_relay, from_app) = mpsc::channel(8);
         let rx = from_app.map(Ok as fn(Message) -> Result<Message, Infallible>);
@@ -593,11 +679,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_app_close_is_passed_to_the_client() {
-        let (mut server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let ((tx, rx), mut seen_by_app, mut app_says) = fake_app();
-        let task =
-            tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
+        let (app, mut seen_by_app, mut app_says) = fake_app();
+        let Relay {
+            mut client, task, ..
+        } = start_relay(1024, app).await;
         client.send(Message::text("to app")).await.unwrap();
         assert_eq!(seen_by_app.next().await, Some(Message::text("to app")));
         app_says.send(Message::text("from app")).await.unwrap();
@@ -620,11 +705,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_client_close_is_passed_to_the_app() {
-        let (mut server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let ((tx, rx), mut seen_by_app, app_says) = fake_app();
-        let task =
-            tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
+        let (app, mut seen_by_app, app_says) = fake_app();
+        let Relay {
+            mut client, task, ..
+        } = start_relay(1024, app).await;
         client.close(close_frame(1000, "done")).await.unwrap();
         assert_eq!(
             seen_by_app.next().await,
@@ -636,11 +720,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_app_that_vanishes_closes_the_client_with_1011() {
-        let (mut server, mut client) = pair(1024).await;
-        let (mailbox, shutdown) = setup();
-        let ((tx, rx), _seen_by_app, app_says) = fake_app();
-        let task =
-            tokio::spawn(async move { relay(&mut server, tx, rx, &mailbox, &shutdown).await });
+        let (app, _seen_by_app, app_says) = fake_app();
+        let Relay {
+            mut client, task, ..
+        } = start_relay(1024, app).await;
         drop(app_says);
         assert_eq!(expect_close(&mut client).await.0, 1011);
         assert!(client.next().await.is_none());

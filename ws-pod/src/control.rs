@@ -1,5 +1,5 @@
-//! The reset channel: Redis `SUBSCRIBE wsring:{cluster}:pod:{pod}` and what a
-//! message on it does.
+//! The reset channel: Redis `SUBSCRIBE wsring:{namespace}:{cluster}:pod:{pod}`
+//! and what a message on it does.
 //!
 //! The subscription lives in its own task, in a loop that reconnects with capped
 //! exponential backoff: a Redis outage only delays resets (routers close moved
@@ -7,6 +7,12 @@
 //! connections. A periodic `PING` on the subscribed connection notices a silently
 //! dead link. [`apply`] is the whole meaning of a message, separate from the
 //! transport, so the local launcher's in-process bus can reuse it.
+//!
+//! [`ResetChannel`] tells readiness whether the first subscription is up: a
+//! fresh pod that joined the ring before it could hear resets would have its
+//! moved connections closed by the router instead of with 4001 (found on the
+//! test cluster: scaling 3 → 5, clients moved to chat-3 at one ring version
+//! lost their reset when the next version moved them on to chat-4).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,45 +36,102 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of a malformed message is logged.
 const LOGGED_PAYLOAD_BYTES: usize = 256;
+/// How long after start readiness waits for the first subscription: long
+/// enough for a new pod's DNS lookup and connect, short enough that a Redis
+/// outage never keeps a pod out of service (its moved connections then fall
+/// back to the routers' own close, as during any outage).
+pub const RESET_CHANNEL_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether the reset channel has been subscribed at least once, for
+/// readiness; clones share it.
+#[derive(Clone, Debug)]
+pub struct ResetChannel {
+    subscribed: CancellationToken,
+    /// Until then an unsubscribed pod is not ready; `None`: no Redis, nothing
+    /// to wait for.
+    wait_until: Option<tokio::time::Instant>,
+}
+
+impl ResetChannel {
+    /// A pod without Redis: ready at once (resets are the routers' close).
+    pub fn none() -> Self {
+        ResetChannel {
+            subscribed: CancellationToken::new(),
+            wait_until: None,
+        }
+    }
+
+    /// A pod with Redis: not ready until its first subscription, or `grace`
+    /// from now, whichever comes first.
+    pub fn awaiting(grace: Duration) -> Self {
+        ResetChannel {
+            subscribed: CancellationToken::new(),
+            wait_until: Some(tokio::time::Instant::now() + grace),
+        }
+    }
+
+    /// The subscription is up (called on every successful subscribe).
+    pub fn mark_subscribed(&self) {
+        self.subscribed.cancel();
+    }
+
+    /// True while readiness should wait for the first subscription.
+    pub fn waiting(&self) -> bool {
+        match self.wait_until {
+            None => false,
+            Some(until) => !self.subscribed.is_cancelled() && tokio::time::Instant::now() < until,
+        }
+    }
+}
 
 /// What a control message did (for logs and tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// A reset: how many connections it listed and how many it newly closed.
     Reset {
-        /// Ids in the message.
+        /// Ids in the message that belong to its router (others are ignored).
         listed: usize,
         /// Connections of this pod that got the 4001 close order.
         closed: usize,
     },
     /// The message did not parse; nothing was done.
     Malformed,
+    /// The message was over the size limit and was not read.
+    TooLarge,
 }
 
-/// Act on one control message: a reset closes exactly the listed connections with
-/// 4001 (unknown ids are ignored, repeated resets change nothing); anything that does
-/// not parse is logged and counted, never acted upon.
+/// Act on one control message: a reset closes exactly the listed connections of
+/// its router with 4001 (unknown ids and ids of another router are ignored,
+/// repeated resets change nothing); anything that does not parse, or is over
+/// [`wsring_core::protocol::MAX_CONTROL_MESSAGE_BYTES`], is logged and
+/// counted, never acted upon.
 pub fn apply(payload: &[u8], registry: &Registry, metrics: &Metrics) -> Applied {
     match ControlMessage::parse(payload) {
         Ok(ControlMessage::Reset(reset)) => {
             metrics.resets_received.inc();
-            let closed = registry.close_ids(
-                &reset.connections,
-                CLOSE_RING_MOVED,
-                CLOSE_RING_MOVED_REASON,
-            );
+            let own: Vec<&str> = reset.own_connections().collect();
+            let foreign = reset.connections.len() - own.len();
+            if foreign > 0 {
+                tracing::warn!(router = %reset.router, foreign, "reset lists ids of other routers; ignored");
+            }
+            let closed = registry.close_ids(&own, CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON);
             metrics.connections_reset.inc_by(closed as u64);
             tracing::info!(
                 ring_version = reset.ring_version,
                 router = %reset.router,
-                listed = reset.connections.len(),
+                listed = own.len(),
                 closed,
                 "reset: closing moved connections with {CLOSE_RING_MOVED}"
             );
             Applied::Reset {
-                listed: reset.connections.len(),
+                listed: own.len(),
                 closed,
             }
+        }
+        Err(error @ wsring_core::Error::MessageTooLarge { .. }) => {
+            metrics.oversize_control_messages.inc();
+            tracing::warn!(%error, "ignoring oversize control message");
+            Applied::TooLarge
         }
         Err(error) => {
             metrics.malformed_control_messages.inc();
@@ -89,11 +152,19 @@ pub async fn subscribe(
     channel: String,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    reset_channel: ResetChannel,
     stop: CancellationToken,
 ) {
     let mut backoff = BACKOFF_START;
     loop {
-        let session = session(&client, &channel, &registry, &metrics, &mut backoff);
+        let session = session(
+            &client,
+            &channel,
+            &registry,
+            &metrics,
+            &reset_channel,
+            &mut backoff,
+        );
         let result = tokio::select! {
             () = stop.cancelled() => return,
             result = session => result,
@@ -119,6 +190,7 @@ async fn session(
     channel: &str,
     registry: &Registry,
     metrics: &Metrics,
+    reset_channel: &ResetChannel,
     backoff: &mut Duration,
 ) -> redis::RedisResult<()> {
     let connect = async {
@@ -131,6 +203,7 @@ async fn session(
         .map_err(|_| timeout_error("connecting and subscribing"))??;
     metrics.redis_connected.set(1);
     metrics.redis_subscriptions.inc();
+    reset_channel.mark_subscribed();
     *backoff = BACKOFF_START;
     tracing::info!(%channel, "subscribed to the reset channel");
 
@@ -170,7 +243,7 @@ mod tests {
         let metrics = Metrics::new();
         let moved = registry.register("r-1", "a");
         let stays = registry.register("r-2", "b");
-        let msg = ControlMessage::reset(8, "r", vec!["r-1".into(), "gone".into()]).to_json();
+        let msg = ControlMessage::reset(8, "r", vec!["r-1".into(), "r-gone".into()]).to_json();
         assert_eq!(
             apply(msg.as_bytes(), &registry, &metrics),
             Applied::Reset {
@@ -190,6 +263,37 @@ mod tests {
         );
         assert_eq!(metrics.resets_received.get(), 2);
         assert_eq!(metrics.connections_reset.get(), 1);
+    }
+
+    /// Found in the security review: a reset naming router `r` closed
+    /// connections of router `q`, and a 25 MB reset made the pod grow to
+    /// 165 MB. Ids of another router are ignored; an oversize message is
+    /// refused before it is parsed.
+    #[test]
+    fn foreign_ids_and_oversize_messages_close_nothing() {
+        let registry = Registry::new();
+        let metrics = Metrics::new();
+        let other_routers = registry.register("q-1", "a");
+        let msg = ControlMessage::reset(8, "r", vec!["q-1".into()]).to_json();
+        assert_eq!(
+            apply(msg.as_bytes(), &registry, &metrics),
+            Applied::Reset {
+                listed: 0,
+                closed: 0
+            }
+        );
+        assert!(!other_routers.mailbox().is_closing());
+        let own = registry.register("r-1", "a");
+        let mut ids = vec!["r-1".to_string()];
+        ids.extend((0..20_000).map(|i| format!("r-padding-{i}")));
+        let huge = ControlMessage::reset(8, "r", ids).to_json();
+        assert!(huge.len() > wsring_core::protocol::MAX_CONTROL_MESSAGE_BYTES);
+        assert_eq!(
+            apply(huge.as_bytes(), &registry, &metrics),
+            Applied::TooLarge
+        );
+        assert!(!own.mailbox().is_closing());
+        assert_eq!(metrics.oversize_control_messages.get(), 1);
     }
 
     #[test]

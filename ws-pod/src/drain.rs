@@ -1,17 +1,20 @@
 //! Graceful shutdown of the connection tasks.
 //!
 //! axum and tokio-tungstenite do not track WebSocket tasks, so ws-pod does: every
-//! connection task is spawned through [`Drain::spawn`]. [`Drain::run`] then makes
-//! the shutdown order of docs/interfaces.md happen: readiness goes false (the
-//! `draining` token, also read by `/readyz`), every connection is told to close
-//! with 1001, and the tasks get at most the drain timeout to finish their close
-//! handshakes before the stragglers are dropped.
+//! connection task is spawned through [`Drain::spawn`]. The shutdown order of
+//! docs/interfaces.md is the pod's [`Shutdown`] (the same type as the
+//! router's): readiness goes false first ([`Shutdown::begin`], read by
+//! `/readyz`) while connections are still served for the shutdown delay; then
+//! [`Drain::run`] starts draining (every connection closes with 1001 on
+//! [`Shutdown::draining`]), and the tasks get at most the drain timeout to
+//! finish their close handshakes before the stragglers are dropped.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wsring_core::shutdown::Shutdown;
 
 /// How a drain ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,25 +25,25 @@ pub enum DrainOutcome {
     Forced(usize),
 }
 
-/// The set of connection tasks and the two signals that end them.
-#[derive(Clone, Debug, Default)]
+/// The set of connection tasks, the shutdown that ends them, and the abort
+/// of those that outlive the drain timeout.
+#[derive(Clone, Debug)]
 pub struct Drain {
-    /// Cancelled when the drain starts: connections close with 1001, `/readyz` says 503.
-    draining: CancellationToken,
+    /// The pod's shutdown steps; [`Drain::run`] starts the draining step.
+    shutdown: Shutdown,
     /// Cancelled at the drain timeout: remaining tasks stop where they are.
     abort: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Drain {
-    /// No tasks yet, not draining.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Cancelled once the pod drains.
-    pub fn draining(&self) -> &CancellationToken {
-        &self.draining
+    /// No tasks yet; `shutdown` is the one the tasks close on.
+    pub fn new(shutdown: Shutdown) -> Self {
+        Drain {
+            shutdown,
+            abort: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
     }
 
     /// Run a connection task under this drain.
@@ -69,7 +72,7 @@ impl Drain {
 
     /// Start draining and wait for the tasks, at most `timeout`.
     pub async fn run(&self, timeout: Duration) -> DrainOutcome {
-        self.draining.cancel();
+        self.shutdown.start_draining();
         self.tasks.close();
         if tokio::time::timeout(timeout, self.tasks.wait())
             .await
@@ -90,9 +93,10 @@ mod tests {
 
     #[tokio::test]
     async fn tasks_that_obey_draining_end_cleanly() {
-        let drain = Drain::new();
+        let shutdown = Shutdown::new();
+        let drain = Drain::new(shutdown.clone());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let draining = drain.draining().clone();
+        let draining = shutdown.draining().clone();
         drain.spawn(async move {
             draining.cancelled().await;
             done_tx.send(()).unwrap();
@@ -107,7 +111,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stragglers_are_dropped_at_the_timeout() {
-        let drain = Drain::new();
+        let drain = Drain::new(Shutdown::new());
         drain.spawn(std::future::pending());
         assert_eq!(drain.len(), 1);
         assert_eq!(

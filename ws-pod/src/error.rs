@@ -6,23 +6,12 @@
 //! (bad configuration, a port that cannot be bound, a failed probe) and for
 //! the few admin-API refusals that need a reason.
 
-use std::path::PathBuf;
-
 /// Everything that can stop ws-pod (or `ws-pod probe`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration is unusable (missing token, bad URL, ...); the message says which flag.
     #[error("configuration: {0}")]
     Config(String),
-
-    /// `--token-file` could not be read.
-    #[error("cannot read token file {path}: {source}")]
-    TokenFile {
-        /// The file named by `--token-file`.
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 
     /// A listener could not be bound.
     #[error("cannot bind {what} on {addr}: {source}")]

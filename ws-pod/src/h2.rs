@@ -9,7 +9,9 @@
 //!
 //! This saves the router one socket and one ephemeral port per client
 //! connection. The pod side takes no flag: a connection that opens with the
-//! HTTP/2 preface is served here, anything else is an HTTP/1.1 upgrade.
+//! HTTP/2 preface is served here, anything else is an HTTP/1.1 upgrade
+//! ([`crate::listener`]); either way the WebSocket is then run by
+//! [`crate::session::run_connection`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,17 +32,17 @@ use tokio_tungstenite::WebSocketStream;
 use wsring_core::protocol::HEADER_POD;
 
 use crate::handshake::read_request;
-use crate::listener::{run_connection, Shared};
+use crate::session::{run_connection, Shared};
+use crate::watch::{MessageClock, Watched};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Streams one router connection may have open: far above any pod's share.
-const MAX_STREAMS: u32 = 1 << 20;
-/// Per-stream receive window: one slow client holds at most this much.
+/// Per-stream receive window: one slow client holds at most this much. The
+/// stream count (`--h2-max-streams`) and the connection window
+/// (`--h2-connection-window-bytes`) bound what one router connection can
+/// hold in the pod (found in the security review: one connection opened
+/// 20,000 WebSockets under the old limit of 2^20 streams and a 2 GiB window).
 const STREAM_WINDOW: u32 = 256 * 1024;
-/// Connection receive window (the HTTP/2 maximum): about 8,000 streams
-/// holding their full window fit before the others are held up.
-const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// HTTP/2 PING interval and timeout: a router that vanished without closing
 /// TCP is noticed, and its connections end.
 const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -71,20 +73,20 @@ pub(crate) async fn starts_with_preface(stream: &TcpStream, timeout: Duration) -
 /// drains (then GOAWAY: open streams finish, their connections are closed
 /// with 1001 by the drain like any other).
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let draining = shared.drain.draining().clone();
-    let service = service_fn(move |request| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(accept_stream(request, peer, shared)) }
-    });
+    let draining = shared.shutdown.draining().clone();
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
         .enable_connect_protocol()
-        .max_concurrent_streams(MAX_STREAMS)
+        .max_concurrent_streams(shared.h2_max_streams)
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_connection_window_size(shared.h2_connection_window)
         .keep_alive_interval(KEEPALIVE)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    let service = service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(accept_stream(request, peer, shared)) }
+    });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
@@ -121,14 +123,21 @@ fn accept_stream(
     let on_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _body) = request.into_parts();
     let head = Request::from_parts(parts, ());
-    let upgrade = match read_request(&head, shared.upstream.is_some()) {
+    let upgrade = match read_request(&head, &shared.admission, shared.upstream.is_some()) {
         Ok(upgrade) => upgrade,
         Err(refusal) => {
             shared.metrics.failed_handshakes.inc();
-            return text(StatusCode::BAD_REQUEST, &refusal.to_string());
+            return text(refusal.status(), &refusal.to_string());
         }
     };
     drop(head);
+    let permit = match shared.limits.try_acquire(peer.ip()) {
+        Ok(permit) => permit,
+        Err(hit) => {
+            shared.refused_over_limit(hit, peer);
+            return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+        }
+    };
     let task_shared = shared.clone();
     shared.drain.spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -138,12 +147,18 @@ fn accept_stream(
                 return;
             }
         };
-        let io = TokioIo::new(upgraded);
+        let clock = Arc::new(MessageClock::default());
+        let io = Watched::new(
+            TokioIo::new(upgraded),
+            clock.clone(),
+            task_shared.message_timeout,
+        );
         let mut ws =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(task_shared.ws_config)).await;
-        run_connection(&mut ws, upgrade, peer, &task_shared).await;
+        run_connection(&mut ws, upgrade, peer, &task_shared, Some(clock)).await;
         // End the stream (END_STREAM); the router ends its client connection.
         let _ = ws.get_mut().shutdown().await;
+        drop(permit);
     });
     let mut response = Response::new(Full::new(Bytes::new()));
     response

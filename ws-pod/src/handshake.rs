@@ -2,16 +2,35 @@
 //! upgrade request"), and the `x-wsring-pod` header it adds to the 101 answer.
 //!
 //! Behind a router every request carries `x-wsring-conn`, `x-wsring-key`
-//! (percent-encoded) and `x-wsring-ring-version`. A direct connection (tests,
-//! `ws-pod probe`, local debugging) may carry none of them: it gets a local
+//! (percent-encoded) and `x-wsring-ring-version`, signed in `x-wsring-auth`
+//! with the cluster token ([`wsring_core::router_auth`]): without a valid
+//! signature none of them is believed and the request is refused (403), so a
+//! caller who reaches the pod directly can neither claim a router's connection
+//! id nor register under someone's key to receive their pushes. The key
+//! follows the shared rules of [`wsring_core::key`], exactly as the router
+//! checked it. A direct connection without any `x-wsring-*` header is refused
+//! too, unless `--allow-direct` (local debugging, tests): it then gets a local
 //! connection id and the `key` query parameter, or the empty key.
 
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
 use tokio_tungstenite::tungstenite::http::{HeaderMap, StatusCode};
-use wsring_core::protocol::{decode_percent, HEADER_CONN, HEADER_KEY, HEADER_RING_VERSION};
+use wsring_core::key::{decode_key, query_param};
+use wsring_core::protocol::{HEADER_CONN, HEADER_KEY, HEADER_RING_VERSION};
+use wsring_core::router_auth::{unix_now, RouterAuth, SignedHeaders, HEADER_AUTH};
 
 /// Query parameter read for the key of a direct connection (the router's default key name).
 const DIRECT_KEY_PARAM: &str = "key";
+
+/// What an upgrade request must satisfy, fixed at start-up.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    /// Checks the router's signature (the cluster token).
+    pub auth: RouterAuth,
+    /// Longest routing key, decoded (at least the router's `--max-key-bytes`).
+    pub max_key_bytes: usize,
+    /// Accept connections that carry no router headers at all.
+    pub allow_direct: bool,
+}
 
 /// The parts of an upgrade request the connection task needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,7 +39,7 @@ pub struct Upgrade {
     pub conn_id: Option<String>,
     /// Decoded routing key.
     pub key: String,
-    /// `x-wsring-ring-version`, when present and numeric (for logs).
+    /// `x-wsring-ring-version` (for logs); `None` for a direct connection.
     pub ring_version: Option<u64>,
     /// Path and query of the request, passed on to an upstream app.
     pub path_and_query: String,
@@ -28,49 +47,70 @@ pub struct Upgrade {
     pub headers: Option<HeaderMap>,
 }
 
-/// Why an upgrade request was refused (answered with 400 and this text).
+/// Why an upgrade request was refused: 400 for a malformed request, 403 for
+/// one not signed by a router.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(String);
+#[error("{message}")]
+pub struct Refusal {
+    status: StatusCode,
+    message: String,
+}
 
 impl Refusal {
-    /// The 400 answer tungstenite sends instead of the 101.
+    fn bad_request(message: impl Into<String>) -> Self {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Refusal {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
+    }
+
+    /// The status the refusal is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The answer tungstenite sends instead of the 101.
     pub fn into_response(self) -> ErrorResponse {
-        let mut response = ErrorResponse::new(Some(self.0));
-        *response.status_mut() = StatusCode::BAD_REQUEST;
+        let mut response = ErrorResponse::new(Some(self.message));
+        *response.status_mut() = self.status;
         response
     }
 }
 
-/// Read an upgrade request; a malformed `x-wsring-*` header refuses it.
-pub fn read_request(request: &Request, keep_headers: bool) -> Result<Upgrade, Refusal> {
+/// Read an upgrade request; a malformed or unsigned `x-wsring-*` header refuses it.
+pub fn read_request(
+    request: &Request,
+    admission: &Admission,
+    keep_headers: bool,
+) -> Result<Upgrade, Refusal> {
     let headers = request.headers();
-    let conn_id = match headers.get(HEADER_CONN) {
-        None => None,
-        Some(value) => match value.to_str() {
-            Ok(id) if !id.trim().is_empty() => Some(id.trim().to_string()),
-            _ => {
-                return Err(bad_request(&format!(
-                    "{HEADER_CONN} must be a non-empty ASCII id"
-                )))
-            }
-        },
+    let routed = [HEADER_CONN, HEADER_KEY, HEADER_RING_VERSION, HEADER_AUTH]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let (conn_id, key, ring_version) = if routed {
+        let (conn, key, version) = router_headers(headers, admission)?;
+        (Some(conn), key, Some(version))
+    } else if admission.allow_direct {
+        let raw = query_param(request.uri().query().unwrap_or(""), DIRECT_KEY_PARAM)
+            .map_err(|e| Refusal::bad_request(e.to_string()))?;
+        let key = match raw {
+            Some(raw) => decode_key(raw, admission.max_key_bytes)
+                .map_err(|e| Refusal::bad_request(e.to_string()))?,
+            None => String::new(),
+        };
+        (None, key, None)
+    } else {
+        return Err(Refusal::forbidden(
+            "connect through a router: this pod accepts only upgrades signed by its cluster's routers",
+        ));
     };
-    let key = match headers.get(HEADER_KEY) {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|encoded| decode_percent(encoded).ok())
-            .ok_or_else(|| {
-                bad_request(&format!("{HEADER_KEY} is not a percent-encoded UTF-8 key"))
-            })?,
-        None => query_key(request.uri().query().unwrap_or(""))
-            .map_err(|_| bad_request("the key query parameter is not percent-encoded UTF-8"))?,
-    };
-    let ring_version = headers
-        .get(HEADER_RING_VERSION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
     let path_and_query = request
         .uri()
         .path_and_query()
@@ -85,22 +125,63 @@ pub fn read_request(request: &Request, keep_headers: bool) -> Result<Upgrade, Re
     })
 }
 
-/// The decoded `key` query parameter, or the empty key when there is none.
-fn query_key(query: &str) -> Result<String, wsring_core::Error> {
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(DIRECT_KEY_PARAM)?.strip_prefix('='))
-        .map(decode_percent)
-        .unwrap_or_else(|| Ok(String::new()))
-}
-
-fn bad_request(message: &str) -> Refusal {
-    Refusal(message.to_string())
+/// Connection id, decoded key and ring version of a routed request, once its
+/// signature is checked.
+fn router_headers(
+    headers: &HeaderMap,
+    admission: &Admission,
+) -> Result<(String, String, u64), Refusal> {
+    let text = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        let value = values
+            .next()
+            .ok_or_else(|| Refusal::bad_request(format!("{name} is missing")))?;
+        if values.next().is_some() {
+            return Err(Refusal::bad_request(format!(
+                "{name} is given more than once"
+            )));
+        }
+        value
+            .to_str()
+            .map_err(|_| Refusal::bad_request(format!("{name} is not ASCII")))
+    };
+    let conn = text(HEADER_CONN)?;
+    let encoded_key = text(HEADER_KEY)?;
+    let version = text(HEADER_RING_VERSION)?;
+    let signature = headers.get(HEADER_AUTH).and_then(|v| v.to_str().ok());
+    let signed = SignedHeaders {
+        conn,
+        key: encoded_key,
+        ring_version: version,
+    };
+    admission
+        .auth
+        .verify(signature, signed, unix_now())
+        .map_err(|e| Refusal::forbidden(e.to_string()))?;
+    if conn.trim().is_empty() {
+        return Err(Refusal::bad_request(format!("{HEADER_CONN} is empty")));
+    }
+    let version = version
+        .parse()
+        .map_err(|_| Refusal::bad_request(format!("{HEADER_RING_VERSION} is not a number")))?;
+    let key = decode_key(encoded_key, admission.max_key_bytes)
+        .map_err(|e| Refusal::bad_request(format!("{HEADER_KEY}: {e}")))?;
+    Ok((conn.to_string(), key, version))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TOKEN: &str = "s3cret";
+
+    fn admission(allow_direct: bool) -> Admission {
+        Admission {
+            auth: RouterAuth::new(TOKEN),
+            max_key_bytes: 16,
+            allow_direct,
+        }
+    }
 
     fn request(uri: &str, headers: &[(&str, &str)]) -> Request {
         let mut builder = Request::builder().uri(uri);
@@ -110,17 +191,35 @@ mod tests {
         builder.body(()).unwrap()
     }
 
+    /// A router's headers, signed with `token`; owned, for tests to change.
+    fn routed(conn: &str, key: &str, version: &str, token: &str) -> Vec<(String, String)> {
+        let signed = SignedHeaders {
+            conn,
+            key,
+            ring_version: version,
+        };
+        RouterAuth::new(token)
+            .signed_headers(signed, unix_now())
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect()
+    }
+
+    fn with(uri: &str, headers: &[(String, String)]) -> Request {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        request(uri, &pairs)
+    }
+
     #[test]
-    fn router_headers_are_read_and_the_key_decoded() {
-        let req = request(
+    fn signed_router_headers_are_read_and_the_key_decoded() {
+        let req = with(
             "/chat?room=1",
-            &[
-                (HEADER_CONN, "r1-17"),
-                (HEADER_KEY, "user%201%2F%C3%BC"),
-                (HEADER_RING_VERSION, "8"),
-            ],
+            &routed("r1-17", "user%201%2F%C3%BC", "8", TOKEN),
         );
-        let upgrade = read_request(&req, false).unwrap();
+        let upgrade = read_request(&req, &admission(false), false).unwrap();
         assert_eq!(upgrade.conn_id.as_deref(), Some("r1-17"));
         assert_eq!(upgrade.key, "user 1/ü");
         assert_eq!(upgrade.ring_version, Some(8));
@@ -128,23 +227,71 @@ mod tests {
         assert!(upgrade.headers.is_none());
     }
 
+    /// Found in the security review: a caller who reached the pod directly
+    /// claimed a live router connection id and the key `alice` (and then
+    /// received alice's pushes). Without the cluster token's signature the
+    /// router headers are refused, and so is a direct connection.
     #[test]
-    fn direct_connections_use_the_key_query_parameter_or_nothing() {
-        let upgrade = read_request(&request("/?x=1&key=a%20b", &[]), true).unwrap();
-        assert_eq!((upgrade.conn_id, upgrade.key.as_str()), (None, "a b"));
-        assert!(upgrade.headers.is_some());
-        let upgrade = read_request(&request("/?keys=1", &[]), false).unwrap();
-        assert_eq!(upgrade.key, "");
+    fn unsigned_or_wrongly_signed_router_headers_and_direct_connections_are_forbidden() {
+        let mut unsigned = routed("r1-17", "alice", "8", TOKEN);
+        unsigned.pop();
+        let forged = routed("r1-17", "alice", "8", "guessed-token");
+        let mut tampered = routed("r1-17", "bob", "8", TOKEN);
+        tampered[1].1 = "alice".into();
+        for headers in [unsigned, forged, tampered] {
+            let refusal = read_request(&with("/", &headers), &admission(false), false).unwrap_err();
+            assert_eq!(refusal.status(), StatusCode::FORBIDDEN, "{refusal}");
+            assert!(refusal.to_string().contains(HEADER_AUTH), "{refusal}");
+        }
+        let direct =
+            read_request(&request("/?key=alice", &[]), &admission(false), false).unwrap_err();
+        assert_eq!(direct.status(), StatusCode::FORBIDDEN);
+    }
+
+    /// Found in the security review: the pod accepted a 20 KB key with `%0A`
+    /// that the router refuses (and logged it verbatim).
+    #[test]
+    fn the_key_follows_the_routers_rules() {
+        for (key, why) in [
+            ("a%0Ab", "control"),
+            (&*"x".repeat(17), "limit"),
+            ("%zz", "escape"),
+            ("a%E2%80%8Bb", "invisible"),
+        ] {
+            let req = with("/", &routed("r1-1", key, "1", TOKEN));
+            let refusal = read_request(&req, &admission(false), false).unwrap_err();
+            assert_eq!(refusal.status(), StatusCode::BAD_REQUEST, "{key}");
+            assert!(refusal.to_string().contains(why), "{key}: {refusal}");
+        }
     }
 
     #[test]
-    fn malformed_wsring_headers_are_refused() {
-        let bad_key = request("/", &[(HEADER_KEY, "%zz")]);
-        let refusal = read_request(&bad_key, false).unwrap_err();
-        assert!(refusal.to_string().contains(HEADER_KEY), "{refusal}");
+    fn allowed_direct_connections_use_the_key_query_parameter_or_nothing() {
+        let upgrade =
+            read_request(&request("/?x=1&key=a%20b", &[]), &admission(true), true).unwrap();
+        assert_eq!((upgrade.conn_id, upgrade.key.as_str()), (None, "a b"));
+        assert!(upgrade.headers.is_some());
+        let upgrade = read_request(&request("/?keys=1", &[]), &admission(true), false).unwrap();
+        assert_eq!(upgrade.key, "");
+        let refusal =
+            read_request(&request("/?key=a&key=b", &[]), &admission(true), false).unwrap_err();
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn malformed_router_headers_are_refused() {
+        let mut no_version = routed("r1-1", "k", "x", TOKEN);
+        no_version.remove(2);
+        let refusal = read_request(&with("/", &no_version), &admission(false), false).unwrap_err();
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            refusal.to_string().contains(HEADER_RING_VERSION),
+            "{refusal}"
+        );
+        let not_a_number = routed("r1-1", "k", "x", TOKEN);
+        let refusal =
+            read_request(&with("/", &not_a_number), &admission(false), false).unwrap_err();
+        assert!(refusal.to_string().contains("not a number"), "{refusal}");
         assert_eq!(refusal.into_response().status(), StatusCode::BAD_REQUEST);
-        let empty_id = request("/", &[(HEADER_CONN, " ")]);
-        let refusal = read_request(&empty_id, false).unwrap_err();
-        assert!(refusal.to_string().contains(HEADER_CONN), "{refusal}");
     }
 }

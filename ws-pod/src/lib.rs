@@ -13,21 +13,26 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: flags and env vars ([`Config`]), checked once at start-up.
+//! - [`config`]: flags and env vars ([`Config`]), checked once at start-up into
+//!   the pod's `Settings`.
 //! - [`server`]: bind, serve, drain ([`Server`], [`PodHandle`]).
-//! - `listener`: accept loop and the per-connection task (upgrade → register → relay → close).
-//! - [`handshake`]: what is read from the upgrade request, `x-wsring-pod` on the 101.
+//! - `listener`: the TCP accept loop and HTTP/1.1 upgrades.
 //! - `h2`: WebSockets over HTTP/2 streams from a router with `--pod-transport h2`.
+//! - `session`: one upgraded WebSocket from either listener (register → relay →
+//!   count its ending), and the `Shared` state of every connection task.
+//! - [`handshake`]: what is read from the upgrade request, `x-wsring-pod` on the 101.
 //! - [`connection`]: the relay between client and app, generic over `Sink`/`Stream`.
+//! - [`watch`]: the message and idle deadlines on what a client sends.
 //! - [`app`]: the echo app and the upstream app connection.
 //! - [`mailbox`]: the control channel into one connection task (close orders, pushes).
 //! - [`registry`]: id → (key, since, mailbox), indexed by id and by key.
 //! - [`control`]: the Redis reset channel and what a control message does.
 //! - [`push`]: push bodies → frames → connections.
 //! - [`admin`]: the admin HTTP API ([`admin_app`]).
-//! - [`drain`]: tracked connection tasks and the SIGTERM sequence.
+//! - [`drain`]: tracked connection tasks and the SIGTERM sequence (on
+//!   `wsring_core::shutdown::Shutdown`, as in the router).
 //! - [`metrics`]: Prometheus metrics.
-//! - [`probe`]: `ws-pod probe`, one echo round trip.
+//! - [`probe`](mod@probe): `ws-pod probe`, one echo round trip.
 //! - [`error`]: the crate's [`Error`].
 
 pub mod admin;
@@ -46,6 +51,8 @@ pub mod probe;
 pub mod push;
 pub mod registry;
 pub mod server;
+mod session;
+pub mod watch;
 
 use std::future::Future;
 

@@ -4,10 +4,19 @@
 //! encoder. The values are plain atomics, so updating them on the data path costs
 //! one relaxed add.
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use wsring_core::conn_limit::LimitHit;
+
+/// One label, e.g. `[("limit", "total")]`.
+pub type Label = [(&'static str, &'static str); 1];
+
+/// `timeout_closes` reason: no frame either way for `--idle-timeout-ms`.
+pub const TIMEOUT_IDLE: &str = "idle";
+/// `timeout_closes` reason: a message not finished within `--message-timeout-ms`.
+pub const TIMEOUT_UNFINISHED_MESSAGE: &str = "unfinished_message";
 
 /// Every metric ws-pod exports, plus the registry that encodes them.
 #[derive(Debug)]
@@ -26,6 +35,8 @@ pub struct Metrics {
     pub connections_reset: Counter,
     /// Control messages that did not parse and were ignored.
     pub malformed_control_messages: Counter,
+    /// Control messages over the size limit, refused unread.
+    pub oversize_control_messages: Counter,
     /// Push API frames handed to a connection's writer.
     pub pushes_delivered: Counter,
     /// Connections closed with 1009 (message or frame over `--max-message-bytes`).
@@ -36,6 +47,10 @@ pub struct Metrics {
     pub redis_connected: Gauge,
     /// Successful (re)subscriptions to the reset channel: more than one means Redis came back.
     pub redis_subscriptions: Counter,
+    /// Connections and HTTP/2 streams refused over a connection cap (`limit`).
+    pub connection_limit_refusals: Family<Label, Counter>,
+    /// Connections closed at a deadline (`reason`: `idle`, `unfinished_message`).
+    pub timeout_closes: Family<Label, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,11 +69,14 @@ impl Metrics {
             resets_received: Counter::default(),
             connections_reset: Counter::default(),
             malformed_control_messages: Counter::default(),
+            oversize_control_messages: Counter::default(),
             pushes_delivered: Counter::default(),
             oversize_closes: Counter::default(),
             upstream_failures: Counter::default(),
             redis_connected: Gauge::default(),
             redis_subscriptions: Counter::default(),
+            connection_limit_refusals: Family::default(),
+            timeout_closes: Family::default(),
             registry: Registry::with_prefix("wsring_pod"),
         };
         m.registry.register(
@@ -92,6 +110,21 @@ impl Metrics {
             m.malformed_control_messages.clone(),
         );
         m.registry.register(
+            "connection_limit_refusals",
+            "Connections and HTTP/2 streams refused over --max-connections (limit=total) or --max-connections-per-client (limit=per_client)",
+            m.connection_limit_refusals.clone(),
+        );
+        m.registry.register(
+            "timeout_closes",
+            "Connections closed at a deadline: idle (--idle-timeout-ms, 1001) or unfinished_message (--message-timeout-ms, 1008)",
+            m.timeout_closes.clone(),
+        );
+        m.registry.register(
+            "oversize_control_messages",
+            "Control messages over 256 KiB, refused unread",
+            m.oversize_control_messages.clone(),
+        );
+        m.registry.register(
             "pushes_delivered",
             "Push API frames queued to a connection",
             m.pushes_delivered.clone(),
@@ -116,14 +149,24 @@ impl Metrics {
             "Successful (re)subscriptions to the reset channel",
             m.redis_subscriptions.clone(),
         );
+        // Every series exists from the start (at 0), so a rate() over it is
+        // defined before the first refusal or timeout.
+        for hit in [LimitHit::Total, LimitHit::PerClient] {
+            m.connection_limit_refusals
+                .get_or_create(&[("limit", hit.as_str())])
+                .inc_by(0);
+        }
+        for reason in [TIMEOUT_IDLE, TIMEOUT_UNFINISHED_MESSAGE] {
+            m.timeout_closes
+                .get_or_create(&[("reason", reason)])
+                .inc_by(0);
+        }
         m
     }
 
     /// Prometheus text exposition format (OpenMetrics flavour of prometheus-client).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        wsring_core::openmetrics::encode(&self.registry)
     }
 }
 

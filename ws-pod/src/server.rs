@@ -12,15 +12,16 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_util::sync::CancellationToken;
-use wsring_core::protocol::pod_channel;
+use wsring_core::shutdown::Shutdown;
 
 use crate::admin::{admin_app, AdminState};
 use crate::config::{Config, Settings};
-use crate::control::{self, Applied};
+use crate::control::{self, Applied, ResetChannel};
 use crate::drain::{Drain, DrainOutcome};
-use crate::listener::{accept_loop, Shared};
+use crate::listener::accept_loop;
 use crate::metrics::Metrics;
 use crate::registry::{ConnectionInfo, Registry};
+use crate::session::Shared;
 use crate::Error;
 
 /// A pod with its listeners bound, not yet serving.
@@ -90,15 +91,23 @@ impl Server {
         };
         let ws_addr = local(&ws_listener, "websocket", config.listen)?;
         let admin_addr = local(&admin_listener, "admin", config.admin_listen)?;
+        let shutdown = Shutdown::new();
         let shared = Arc::new(Shared {
             pod_name: settings.pod_name.clone(),
             pod_header,
             upstream: settings.upstream.clone(),
             ws_config: settings.websocket_config(),
             handshake_timeout: settings.handshake_timeout,
+            admission: settings.admission.clone(),
+            limits: settings.limits.clone(),
+            message_timeout: settings.message_timeout,
+            idle_timeout: settings.idle_timeout,
+            h2_max_streams: settings.h2_max_streams,
+            h2_connection_window: settings.h2_connection_window,
             registry: Registry::new(),
             metrics: Arc::new(Metrics::new()),
-            drain: Drain::new(),
+            drain: Drain::new(shutdown.clone()),
+            shutdown,
         });
         Ok(Server {
             settings,
@@ -130,9 +139,10 @@ impl Server {
         }
     }
 
-    /// Serve until `shutdown` resolves, then drain: readiness goes false, the listener
-    /// closes, every connection is closed with 1001 and awaited (at most the drain
-    /// timeout). Returns an error only if the admin server fails.
+    /// Serve until `shutdown` resolves, then shut down: readiness goes false while
+    /// connections are still served for the shutdown delay; then the listener
+    /// closes, every connection is closed with 1001 and awaited (at most the
+    /// drain timeout). Returns an error only if the admin server fails.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -146,15 +156,18 @@ impl Server {
             redis,
             shared,
         } = self;
-        let draining = shared.drain.draining().clone();
-
         let admin_stop = CancellationToken::new();
+        let reset_channel = match redis {
+            Some(_) => ResetChannel::awaiting(control::RESET_CHANNEL_GRACE),
+            None => ResetChannel::none(),
+        };
         let state = AdminState::new(
             shared.registry.clone(),
             shared.metrics.clone(),
             &settings.token,
             settings.max_message_bytes,
-            draining.clone(),
+            shared.shutdown.clone(),
+            reset_channel.clone(),
         );
         let mut admin = tokio::spawn(
             axum::serve(admin_listener, admin_app(state))
@@ -164,12 +177,13 @@ impl Server {
 
         let control_stop = CancellationToken::new();
         let control = redis.map(|client| {
-            let channel = pod_channel(&settings.cluster, &settings.pod_name);
+            let channel = settings.channel.clone();
             tokio::spawn(control::subscribe(
                 client,
                 channel,
                 shared.registry.clone(),
                 shared.metrics.clone(),
+                reset_channel,
                 control_stop.clone(),
             ))
         });
@@ -184,8 +198,24 @@ impl Server {
             app = settings.upstream.as_deref().unwrap_or("echo"),
             "ws-pod serving"
         );
+        let delay = settings.shutdown_delay;
+        let pod_shutdown = shared.shutdown.clone();
+        let shutting_down = async move {
+            shutdown.await;
+            // Not ready first, still serving: the pod leaves the ring and the
+            // routers' resets close its moved connections with 4001 before
+            // the drain closes what is left with 1001.
+            pod_shutdown.begin();
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "shutting down: not ready, still serving for the shutdown delay"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        };
         let admin_ended = tokio::select! {
-            () = shutdown => None,
+            () = shutting_down => None,
             () = accept_loop(ws_listener, shared.clone()) => None,
             ended = &mut admin => Some(ended),
         };

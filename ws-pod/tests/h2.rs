@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use wsring_core::protocol::{ControlMessage, CLOSE_GOING_AWAY, CLOSE_RING_MOVED, HEADER_POD};
 
-use common::{config, Pod};
+use common::{config, router_headers, Pod};
 
 type H2Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -56,14 +56,9 @@ fn connect(pod: &Pod, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
 /// Open one WebSocket stream as connection `conn` for `key`.
 async fn open(sender: &mut SendRequest<Empty<Bytes>>, pod: &Pod, conn: &str, key: &str) -> H2Ws {
     sender.ready().await.unwrap();
-    let request = connect(
-        pod,
-        &[
-            ("x-wsring-conn", conn),
-            ("x-wsring-key", key),
-            ("x-wsring-ring-version", "3"),
-        ],
-    );
+    let headers = router_headers(conn, key, "3");
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let request = connect(pod, &pairs);
     let mut response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[HEADER_POD], "pod-h2");
@@ -111,7 +106,7 @@ async fn many_websockets_share_one_connection_and_obey_resets_and_drain() {
 }
 
 #[tokio::test]
-async fn streams_that_are_not_websockets_or_carry_bad_headers_get_400() {
+async fn streams_that_are_not_websockets_or_unsigned_or_malformed_are_refused() {
     let pod = Pod::start(config("pod-h2")).await;
     let mut sender = h2(&pod).await;
     let plain_get = Request::builder()
@@ -119,11 +114,28 @@ async fn streams_that_are_not_websockets_or_carry_bad_headers_get_400() {
         .version(http::Version::HTTP_2)
         .body(Empty::new())
         .unwrap();
-    let bad_key = connect(&pod, &[("x-wsring-key", "%zz")]);
-    for (request, why) in [(plain_get, "extended CONNECT"), (bad_key, "x-wsring-key")] {
+    let signed_bad_key = router_headers("r-1", "%zz", "3");
+    let pairs: Vec<(&str, &str)> = signed_bad_key
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
+    let bad_key = connect(&pod, &pairs);
+    let unsigned = connect(
+        &pod,
+        &[
+            ("x-wsring-conn", "r-1"),
+            ("x-wsring-key", "alice"),
+            ("x-wsring-ring-version", "3"),
+        ],
+    );
+    for (request, status, why) in [
+        (plain_get, StatusCode::BAD_REQUEST, "extended CONNECT"),
+        (bad_key, StatusCode::BAD_REQUEST, "x-wsring-key"),
+        (unsigned, StatusCode::FORBIDDEN, "x-wsring-auth"),
+    ] {
         sender.ready().await.unwrap();
         let response = sender.send_request(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.status(), status);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains(why), "{body}");
@@ -132,7 +144,7 @@ async fn streams_that_are_not_websockets_or_carry_bad_headers_get_400() {
         pod.handle.connections().is_empty(),
         "nothing was registered"
     );
-    assert_eq!(pod.metric("wsring_pod_failed_handshakes_total").await, 2);
+    assert_eq!(pod.metric("wsring_pod_failed_handshakes_total").await, 3);
     // The connection is still usable after refusals.
     let mut ws = open(&mut sender, &pod, "r-9", "carol").await;
     ws.send(Message::text("ok")).await.unwrap();
@@ -160,4 +172,30 @@ async fn streams_reach_an_upstream_app_with_the_key_and_connection_id() {
         (seen[0].id.as_str(), seen[0].key.as_str()),
         ("r-7", "user/7")
     );
+}
+
+/// Found in the security review: one HTTP/2 connection opened 20,000
+/// WebSockets (1,048,576 streams were allowed). `--h2-max-streams` caps what
+/// one connection carries: a client has to wait for a free stream.
+#[tokio::test]
+async fn a_connection_carries_at_most_h2_max_streams_websockets() {
+    let pod = Pod::start(ws_pod::Config {
+        h2_max_streams: 2,
+        ..config("pod-h2")
+    })
+    .await;
+    let mut sender = h2(&pod).await;
+    let mut first = open(&mut sender, &pod, "r-1", "a").await;
+    let _second = open(&mut sender, &pod, "r-2", "b").await;
+    let mut third = Box::pin(open(&mut sender, &pod, "r-3", "c"));
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), &mut third).await;
+    assert!(waited.is_err(), "a third stream had to wait for a free one");
+    assert_eq!(pod.handle.connections().len(), 2);
+    first.close(None).await.unwrap();
+    while first.next().await.is_some() {}
+    let mut third = tokio::time::timeout(std::time::Duration::from_secs(10), third)
+        .await
+        .expect("a stream is free again");
+    third.send(Message::text("ok")).await.unwrap();
+    assert_eq!(third.next().await.unwrap().unwrap(), Message::text("ok"));
 }

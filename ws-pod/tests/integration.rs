@@ -5,12 +5,17 @@ mod common;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use ws_pod::{Config, ProbeArgs};
+use wsring_core::harness::{free_port, RedisServer};
 use wsring_core::protocol::{
     pod_channel, ControlMessage, CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON,
 };
-use wsring_core::testkit::{free_port, raw_exchange, RedisServer};
+use wsring_core::protocol::{HEADER_CONN, HEADER_KEY, HEADER_RING_VERSION, LOCAL_NAMESPACE};
+use wsring_core::router_auth::{unix_now, RouterAuth, SignedHeaders, HEADER_AUTH};
+use wsring_core::testkit::raw_exchange;
 
 fn with_redis(pod_name: &str, redis: &RedisServer) -> Config {
     Config {
@@ -52,8 +57,12 @@ async fn echo_returns_text_and_binary_unchanged() {
 }
 
 #[tokio::test]
-async fn direct_connections_get_a_local_id_and_the_query_key() {
-    let pod = Pod::start(config("pod-0")).await;
+async fn allowed_direct_connections_get_a_local_id_and_the_query_key() {
+    let pod = Pod::start(Config {
+        allow_direct: true,
+        ..config("pod-0")
+    })
+    .await;
     let (mut ws, response) =
         tokio_tungstenite::connect_async(format!("{}/?key=room%201", pod.url()))
             .await
@@ -66,9 +75,82 @@ async fn direct_connections_get_a_local_id_and_the_query_key() {
     assert!(list[0].id.starts_with("pod-0-local-"), "{}", list[0].id);
 }
 
+/// Found in the security review: a caller who reached a pod directly sent a
+/// live router's `x-wsring-conn` and `x-wsring-key: alice`, got a 101 and then
+/// alice's pushes. Without a router's signature nothing is registered now.
+#[tokio::test]
+async fn a_direct_caller_cannot_claim_a_router_connection_or_a_key() {
+    let pod = Pod::start(config("pod-0")).await;
+    let mut alice = pod.connect_as("router-a-1", "alice").await;
+    let forged = |signature: Option<&str>| {
+        let mut request = format!("{}/?key=alice", pod.url())
+            .into_client_request()
+            .unwrap();
+        let headers = request.headers_mut();
+        headers.insert(HEADER_CONN, HeaderValue::from_static("router-a-1"));
+        headers.insert(HEADER_KEY, HeaderValue::from_static("alice"));
+        headers.insert(HEADER_RING_VERSION, HeaderValue::from_static("7"));
+        if let Some(s) = signature {
+            headers.insert(HEADER_AUTH, HeaderValue::from_str(s).unwrap());
+        }
+        request
+    };
+    let stale = RouterAuth::new(TOKEN).sign(
+        SignedHeaders {
+            conn: "router-a-1",
+            key: "alice",
+            ring_version: "7",
+        },
+        unix_now() - 3600,
+    );
+    let wrong = RouterAuth::new("guessed").sign(
+        SignedHeaders {
+            conn: "router-a-1",
+            key: "alice",
+            ring_version: "7",
+        },
+        unix_now(),
+    );
+    for request in [
+        forged(None),
+        forged(Some(&stale)),
+        forged(Some(&wrong)),
+        format!("{}/?key=alice", pod.url())
+            .into_client_request()
+            .unwrap(),
+    ] {
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403)
+            }
+            other => panic!("expected 403, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        pod.handle.connections().len(),
+        1,
+        "only the router's connection"
+    );
+    let (status, body) = pod
+        .admin(
+            "POST",
+            "/v1/keys/alice/messages",
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            b"for alice",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"delivered\":1"), "{body}");
+    assert_eq!(recv(&mut alice).await, Message::text("for alice"));
+}
+
 #[tokio::test]
 async fn probe_gets_its_echo_and_the_pod_name() {
-    let pod = Pod::start(config("pod-7")).await;
+    let pod = Pod::start(Config {
+        allow_direct: true,
+        ..config("pod-7")
+    })
+    .await;
     let args = ProbeArgs {
         url: format!("{}/?key=probe", pod.url()),
         timeout_ms: 30_000,
@@ -76,7 +158,7 @@ async fn probe_gets_its_echo_and_the_pod_name() {
     let report = ws_pod::probe(&args).await.unwrap();
     assert_eq!(report.pod.as_deref(), Some("pod-7"));
     let unreachable = ProbeArgs {
-        url: format!("ws://127.0.0.1:{}/", free_port()),
+        url: format!("ws://127.0.0.1:{}/", free_port().unwrap()),
         timeout_ms: 30_000,
     };
     assert!(ws_pod::probe(&unreachable).await.is_err());
@@ -143,9 +225,9 @@ async fn silent_unfinished_and_oversized_handshakes_are_dropped() {
 
 #[tokio::test]
 async fn reset_closes_exactly_the_listed_connections() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await.expect("redis-server");
     let pod = Pod::start(with_redis("pod-0", &redis)).await;
-    let channel = pod_channel("itest", "pod-0");
+    let channel = pod_channel(LOCAL_NAMESPACE, "itest", "pod-0");
     wait_for_subscriber(&redis.url(), &channel).await;
     let mut moved_1 = pod.connect_as("r-1", "a").await;
     let mut stays = pod.connect_as("r-2", "a").await;
@@ -172,9 +254,9 @@ async fn reset_closes_exactly_the_listed_connections() {
 
 #[tokio::test]
 async fn malformed_redis_messages_are_ignored() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await.expect("redis-server");
     let pod = Pod::start(with_redis("pod-0", &redis)).await;
-    let channel = pod_channel("itest", "pod-0");
+    let channel = pod_channel(LOCAL_NAMESPACE, "itest", "pod-0");
     wait_for_subscriber(&redis.url(), &channel).await;
     let mut target = pod.connect_as("r-1", "a").await;
     let mut marker = pod.connect_as("r-marker", "m").await;
@@ -279,7 +361,7 @@ async fn upstream_mode_relays_to_a_real_app() {
 
 #[tokio::test]
 async fn unreachable_upstream_closes_with_1011() {
-    let upstream = format!("ws://127.0.0.1:{}", free_port());
+    let upstream = format!("ws://127.0.0.1:{}", free_port().unwrap());
     let front = Pod::start(Config {
         upstream: Some(upstream),
         ..config("front")
@@ -317,12 +399,50 @@ async fn shutdown_closes_every_connection_with_1001() {
     );
 }
 
+/// Found on a real cluster: Kubernetes signals a pod and removes its endpoint
+/// at the same time. With a shutdown delay the pod answers `/readyz` with 503
+/// but keeps serving, so the ring change's reset closes its moved connection
+/// with 4001 (not the drain's 1001), new connections still work, and only
+/// then does the drain close the rest with 1001.
+#[tokio::test]
+async fn a_shutdown_delay_serves_not_ready_and_lets_resets_come_first() {
+    let redis = RedisServer::start().await.expect("redis-server");
+    let url = redis.url();
+    let mut pod = Pod::start(Config {
+        shutdown_delay_ms: 1500,
+        ..with_redis("pod-0", &redis)
+    })
+    .await;
+    wait_for_subscriber(&url, &pod_channel(LOCAL_NAMESPACE, "itest", "pod-0")).await;
+    let mut staying = pod.connect_as("r-1", "a").await;
+    let mut moved = pod.connect_as("r-2", "b").await;
+
+    pod.signal_shutdown();
+    let (status, _) = pod.admin("GET", "/readyz", &[], b"").await;
+    assert_eq!(status, 503, "not ready once the shutdown began");
+    let mut publisher = redis_conn(&url).await;
+    let channel = pod_channel(LOCAL_NAMESPACE, "itest", "pod-0");
+    assert_eq!(publish(&mut publisher, &channel, &reset(&["r-2"])).await, 1);
+    assert_eq!(
+        expect_close(&mut moved).await.0,
+        4001,
+        "the reset comes first"
+    );
+    assert_echo(&mut staying, "still served").await;
+    let mut late = pod.connect_as("r-3", "c").await;
+    assert_echo(&mut late, "still accepted").await;
+
+    pod.shutdown().await.unwrap();
+    assert_eq!(expect_close(&mut staying).await.0, 1001);
+    assert_eq!(expect_close(&mut late).await.0, 1001);
+}
+
 #[tokio::test]
 async fn subscription_comes_back_after_a_redis_restart() {
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start().await.expect("redis-server");
     let url = redis.url();
     let pod = Pod::start(with_redis("pod-0", &redis)).await;
-    let channel = pod_channel("itest", "pod-0");
+    let channel = pod_channel(LOCAL_NAMESPACE, "itest", "pod-0");
     wait_for_subscriber(&url, &channel).await;
     let mut survivor = pod.connect_as("r-1", "a").await;
     let mut moved = pod.connect_as("r-2", "b").await;
@@ -332,7 +452,9 @@ async fn subscription_comes_back_after_a_redis_restart() {
     assert_echo(&mut survivor, "redis is down").await;
     assert_echo(&mut moved, "redis is down").await;
 
-    let _redis = RedisServer::start_on(redis.port(), &[]);
+    let _redis = RedisServer::start_on(redis.port(), &[])
+        .await
+        .expect("redis-server restarts on its port");
     wait_for_subscriber(&url, &channel).await;
     let mut publisher = redis_conn(&url).await;
     publish(&mut publisher, &channel, &reset(&["r-2"])).await;
@@ -340,4 +462,96 @@ async fn subscription_comes_back_after_a_redis_restart() {
     assert_echo(&mut survivor, "still here").await;
     assert!(pod.metric("wsring_pod_redis_subscriptions_total").await >= 2);
     assert_eq!(pod.metric("wsring_pod_redis_connected").await, 1);
+}
+
+/// Found in the security review: nothing capped a pod's connections. Over
+/// `--max-connections` a connection is closed unread, and counted.
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_and_counted() {
+    let pod = Pod::start(Config {
+        max_connections: Some(2),
+        ..config("pod-0")
+    })
+    .await;
+    let mut first = pod.connect_as("r-1", "a").await;
+    let _second = pod.connect_as("r-2", "b").await;
+    let signed = |conn: &str| {
+        let mut request = format!("{}/", pod.url()).into_client_request().unwrap();
+        for (name, value) in router_headers(conn, "c", "7") {
+            request
+                .headers_mut()
+                .insert(name, HeaderValue::from_str(&value).unwrap());
+        }
+        request
+    };
+    assert!(tokio_tungstenite::connect_async(signed("r-3"))
+        .await
+        .is_err());
+    assert_eq!(pod.handle.connections().len(), 2);
+    let (_, metrics) = pod.admin("GET", "/metrics", &[], b"").await;
+    assert!(
+        metrics.contains("wsring_pod_connection_limit_refusals_total{limit=\"total\"} 1"),
+        "{metrics}"
+    );
+    first.close(None).await.unwrap();
+    while first.next().await.is_some() {}
+    // The place comes back once the first connection's TCP is closed too.
+    let started = std::time::Instant::now();
+    let mut again = loop {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(signed("r-4")).await {
+            break ws;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no place came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_echo(&mut again, "a place came back").await;
+}
+
+/// Found in the security review: 100 tunnels each holding an unfinished
+/// 1,000 KiB fragmented message kept 160 MB in a pod for ever. A message
+/// must now arrive whole within `--message-timeout-ms` (closed with 1008).
+#[tokio::test]
+async fn an_unfinished_message_is_closed_at_the_deadline() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let pod = Pod::start(Config {
+        message_timeout_ms: 300,
+        ..config("pod-0")
+    })
+    .await;
+    let mut patient = pod.connect_as("r-1", "a").await;
+    let mut stalled = pod.connect_as("r-2", "b").await;
+    let first_fragment = Frame::message(vec![b'x'; 64 * 1024], OpCode::Data(Data::Text), false);
+    stalled.send(Message::Frame(first_fragment)).await.unwrap();
+    let (code, reason) = expect_close(&mut stalled).await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("message not finished"), "{reason}");
+    // A quiet connection without a message in progress has no deadline.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_echo(&mut patient, "still here").await;
+    assert_eq!(
+        pod.metric("wsring_pod_timeout_closes_total{reason=\"unfinished_message\"}")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_idle_timeout() {
+    let pod = Pod::start(Config {
+        idle_timeout_ms: 300,
+        ..config("pod-0")
+    })
+    .await;
+    let mut silent = pod.connect_as("r-1", "a").await;
+    let (code, reason) = expect_close(&mut silent).await;
+    assert_eq!((code, reason.as_str()), (1001, "idle timeout"));
+    assert_eq!(
+        pod.metric("wsring_pod_timeout_closes_total{reason=\"idle\"}")
+            .await,
+        1
+    );
 }

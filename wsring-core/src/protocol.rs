@@ -47,19 +47,50 @@ pub const CLOSE_RING_MOVED: u16 = 4001;
 pub const CLOSE_RING_MOVED_REASON: &str = "ring moved: reconnect";
 /// Close code when a pod drains (SIGTERM): reconnect with backoff.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a peer that broke the WebSocket protocol.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code for a text message (or close reason) that is not UTF-8.
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// Close code for a message not finished within ws-pod's message deadline,
+/// or a peer that broke the protocol.
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 /// Close code for a message over the configured size.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code when the upstream app failed.
 pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
+
+/// ws-pod's WebSocket port: routers tunnel here (the chart, the operator's
+/// StatefulSet and ws-pod's default listen address all use this one number).
+pub const POD_WS_PORT: u16 = 8081;
+/// ws-pod's admin port: health, metrics, control and push.
+pub const POD_ADMIN_PORT: u16 = 9091;
+/// The router's public WebSocket port.
+pub const ROUTER_WS_PORT: u16 = 8080;
+/// The router's admin port: `PUT /ring`, push, metrics, dashboard.
+pub const ROUTER_ADMIN_PORT: u16 = 9090;
 
 /// Version of the control-message format this build speaks.
 pub const CONTROL_VERSION: u32 = 1;
 /// Default maximum routing-key length in bytes.
 pub const DEFAULT_MAX_KEY_BYTES: usize = 256;
 
-/// Redis channel a pod subscribes to for its control messages.
-pub fn pod_channel(cluster: &str, pod: &str) -> String {
-    format!("wsring:{cluster}:pod:{pod}")
+/// Namespace of the Redis channels outside Kubernetes (local mode, tests).
+pub const LOCAL_NAMESPACE: &str = "local";
+
+/// Largest control message a pod reads (bytes); bigger ones are refused
+/// before they are parsed, so a flood of ids cannot balloon a pod.
+pub const MAX_CONTROL_MESSAGE_BYTES: usize = 256 * 1024;
+/// Most connection ids a router puts in one reset message: a bigger batch
+/// goes out as several messages, each well under [`MAX_CONTROL_MESSAGE_BYTES`]
+/// (and far below Redis' output buffer limit for subscribers).
+pub const MAX_RESET_IDS: usize = 2048;
+
+/// Redis channel a pod subscribes to for its control messages:
+/// `wsring:{namespace}:{cluster}:pod:{pod}`. The Kubernetes namespace is
+/// part of it, so two clusters of the same name in two namespaces that share
+/// one Redis never share channels (and ACLs can grant per namespace).
+pub fn pod_channel(namespace: &str, cluster: &str, pod: &str) -> String {
+    format!("wsring:{namespace}:{cluster}:pod:{pod}")
 }
 
 /// A command published on a pod's channel.
@@ -80,13 +111,32 @@ pub struct ResetCommand {
     pub ring_version: u64,
     /// Router that owns the connections.
     pub router: String,
-    /// Connection ids (`x-wsring-conn`) to close.
+    /// Connection ids (`x-wsring-conn`) to close; each is `{router}-{n}`.
     pub connections: Vec<String>,
+}
+
+impl ResetCommand {
+    /// The listed ids that belong to the message's router (`{router}-…`):
+    /// a message never closes another router's connections.
+    pub fn own_connections(&self) -> impl Iterator<Item = &str> {
+        let prefix = format!("{}-", self.router);
+        self.connections
+            .iter()
+            .map(String::as_str)
+            .filter(move |id| id.starts_with(&prefix))
+    }
 }
 
 impl ControlMessage {
     /// Parse a message read from Redis; anything unexpected is an error, never a guess.
+    /// Over [`MAX_CONTROL_MESSAGE_BYTES`] is an error before any parsing.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() > MAX_CONTROL_MESSAGE_BYTES {
+            return Err(Error::MessageTooLarge {
+                len: bytes.len(),
+                limit: MAX_CONTROL_MESSAGE_BYTES,
+            });
+        }
         let msg: ControlMessage =
             serde_json::from_slice(bytes).map_err(|e| Error::MalformedMessage(e.to_string()))?;
         match &msg {
@@ -117,25 +167,6 @@ impl ControlMessage {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("control message always serializes")
     }
-}
-
-/// Check a (decoded) routing key: non-empty, at most `max_bytes`, no control characters.
-pub fn validate_key(key: &str, max_bytes: usize) -> Result<(), Error> {
-    if key.is_empty() {
-        return Err(Error::InvalidKey("the routing key is empty".into()));
-    }
-    if key.len() > max_bytes {
-        return Err(Error::InvalidKey(format!(
-            "the routing key is {} bytes, the limit is {max_bytes}",
-            key.len()
-        )));
-    }
-    if key.chars().any(char::is_control) {
-        return Err(Error::InvalidKey(
-            "the routing key contains control characters".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Percent-encode a key for a header value: RFC 3986 unreserved bytes stay, all others are `%XX`.
@@ -208,12 +239,31 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_validated() {
-        assert!(validate_key("user-1", 256).is_ok());
-        assert!(validate_key("ünïcødé ok", 256).is_ok());
-        assert!(validate_key("", 256).is_err());
-        assert!(validate_key(&"x".repeat(257), 256).is_err());
-        assert!(validate_key("a\nb", 256).is_err());
+    fn channels_carry_the_namespace() {
+        assert_eq!(
+            pod_channel("apps", "chat", "chat-0"),
+            "wsring:apps:chat:pod:chat-0"
+        );
+        assert_ne!(
+            pod_channel("team-a", "chat", "chat-0"),
+            pod_channel("team-b", "chat", "chat-0")
+        );
+    }
+
+    /// Found in the security review: a 25 MB reset made a pod grow to 165 MB,
+    /// and one router's message could close another router's connections.
+    #[test]
+    fn oversize_messages_and_foreign_ids_are_refused() {
+        let huge = ControlMessage::reset(1, "r", vec!["r-1".repeat(1000); 100]).to_json();
+        assert!(huge.len() > MAX_CONTROL_MESSAGE_BYTES);
+        let err = ControlMessage::parse(huge.as_bytes()).unwrap_err();
+        assert!(matches!(err, Error::MessageTooLarge { .. }), "{err}");
+        let ControlMessage::Reset(reset) = ControlMessage::reset(
+            1,
+            "router-a",
+            vec!["router-a-1".into(), "router-b-2".into(), "router-a".into()],
+        );
+        assert_eq!(reset.own_connections().collect::<Vec<_>>(), ["router-a-1"]);
     }
 
     #[test]

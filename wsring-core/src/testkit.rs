@@ -1,20 +1,12 @@
 //! Test support shared by every crate's tests (feature `testkit`, dev-only):
-//! a real `redis-server` on a free loopback port, stopped by pid on drop,
 //! rings of named members, raw bytes sent to a server that must hang up, and
-//! the metric names a binary exports next to those docs/interfaces.md documents.
+//! the metric names a binary exports next to those docs/interfaces.md
+//! documents. The processes and clients tests run (redis-server, free ports,
+//! the admin HTTP client) are [`crate::harness`], which this feature includes.
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// A free loopback TCP port (bound, read, released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
+use std::net::SocketAddr;
+use std::time::Duration;
 
 /// A valid ring document of members `names` (addresses `NAME:8081`, admin
 /// `NAME:9091`) with `vnodes` virtual nodes each.
@@ -74,73 +66,4 @@ pub fn documented_metric_names(markdown: &str, prefix: &str) -> BTreeSet<String>
         .filter(|name| name.starts_with(prefix))
         .map(str::to_string)
         .collect()
-}
-
-/// A `redis-server` child process owned by one test.
-pub struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Start `redis-server` (must be on PATH: `.ci/run` installs it) on a free port,
-    /// without persistence, and wait until it accepts connections.
-    pub fn start() -> Self {
-        Self::start_on(free_port(), &[])
-    }
-
-    /// Start on a given port with extra arguments (e.g. `["--requirepass", "s3cret"]`);
-    /// restarting on the same port is how outage tests bring Redis back.
-    pub fn start_on(port: u16, extra: &[&str]) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install -y redis-server)");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { child, port }
-    }
-
-    /// `redis://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Stop it now (SIGKILL by pid) and wait for the process.
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

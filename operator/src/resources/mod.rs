@@ -6,7 +6,9 @@
 //! without an API server. Names and labels follow the "Kubernetes shape" table
 //! of `docs/interfaces.md`.
 
+pub mod httproute;
 pub mod ingress;
+pub mod network_policy;
 pub mod rbac;
 pub mod ring_configmap;
 pub mod router;
@@ -18,26 +20,45 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    ObjectFieldSelector, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount,
+    ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::WebSocketCluster;
+use crate::names::REDIS_CA_VOLUME;
 
 /// Field manager of every server-side apply the operator sends.
 pub const MANAGER: &str = "wsring-operator";
 
-/// ws-pod WebSocket port (routers tunnel here).
-pub const POD_WS_PORT: i32 = 8081;
-/// ws-pod admin port (health, metrics, push).
-pub const POD_ADMIN_PORT: i32 = 9091;
-/// Router public WebSocket port.
-pub const ROUTER_WS_PORT: i32 = 8080;
-/// Router admin port (`PUT /ring`, push API).
-pub const ROUTER_ADMIN_PORT: i32 = 9090;
+/// Routers and ws-pods keep serving this long after SIGTERM, not ready, before
+/// they close their listeners (`WSRING_SHUTDOWN_DELAY_MS`): a terminating pod's
+/// endpoint is removed concurrently with the signal, and kube-proxy, ingress
+/// controllers and the ring need a moment to stop sending new connections
+/// (found on a real cluster: without it a router rollout gave 502s at the
+/// edge). For a ws-pod it also lets the ring change reset its moved
+/// connections with 4001 before the drain's 1001.
+pub const SHUTDOWN_DELAY_MS: i64 = 5_000;
+
+/// Resources of a container the operator creates, when the spec sets none:
+/// every container gets a memory request and a memory limit (so one cluster
+/// cannot starve a node), and a CPU request.
+pub fn default_resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.to_string())),
+            ("memory".to_string(), Quantity(memory.to_string())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity(memory_limit.to_string()),
+        )])),
+        ..ResourceRequirements::default()
+    }
+}
 
 /// Which half of the data plane an object belongs to (`app.kubernetes.io/component`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,17 +179,6 @@ pub fn restricted_security_context() -> SecurityContext {
     }
 }
 
-/// `WSRING_TOKEN` from the cluster's token Secret (same token for routers and pods).
-pub fn token_env(wsc: &WebSocketCluster) -> EnvVar {
-    secret_env(
-        "WSRING_TOKEN",
-        Names::token_secret(&wsc.name_any()),
-        token::TOKEN_KEY.to_string(),
-    )
-}
-
-/// Volume holding the Redis CA certificate (name reserved in user templates).
-pub const REDIS_CA_VOLUME: &str = "wsring-redis-ca";
 /// Where routers and pods find the Redis CA certificate.
 pub const REDIS_CA_DIR: &str = "/etc/wsring/redis-ca";
 /// File name of the CA certificate inside [`REDIS_CA_DIR`].

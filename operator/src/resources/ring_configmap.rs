@@ -13,7 +13,7 @@ use wsring_core::{Member, RingSpec};
 
 use super::{child_meta, Component, Names};
 use crate::crd::WebSocketCluster;
-use crate::Error;
+use crate::error::Error;
 
 /// Key of the ring document inside the ConfigMap.
 pub const RING_KEY: &str = "ring.json";

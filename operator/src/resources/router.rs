@@ -5,11 +5,13 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{Container, PodSecurityContext, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
+use wsring_core::protocol::{ROUTER_ADMIN_PORT, ROUTER_WS_PORT};
 
+use super::token::token_env;
 use super::{
-    child_meta, container_port, default_image, field_env, http_probe, labels, redis_ca_mounts,
-    redis_ca_volume, redis_env, restricted_security_context, selector_labels, token_env, value_env,
-    Component, Names, ROUTER_ADMIN_PORT, ROUTER_WS_PORT,
+    child_meta, container_port, default_image, default_resources, field_env, http_probe, labels,
+    redis_ca_mounts, redis_ca_volume, redis_env, restricted_security_context, selector_labels,
+    value_env, Component, Names, SHUTDOWN_DELAY_MS,
 };
 use crate::crd::WebSocketCluster;
 
@@ -65,6 +67,7 @@ fn container(wsc: &WebSocketCluster) -> Container {
         value_env("WSRING_KEY_SOURCE", key.from.as_str().to_string()),
         value_env("WSRING_KEY_NAME", key.name.clone()),
         value_env("WSRING_RING_CONFIGMAP", Names::ring_configmap(&name)),
+        value_env("WSRING_SHUTDOWN_DELAY_MS", SHUTDOWN_DELAY_MS.to_string()),
         token_env(wsc),
     ];
     let router = &wsc.spec.router;
@@ -94,12 +97,17 @@ fn container(wsc: &WebSocketCluster) -> Container {
         image_pull_policy: Some(wsc.spec.images.pull_policy.as_str().to_string()),
         env: Some(env),
         ports: Some(vec![
-            container_port("ws", ROUTER_WS_PORT),
-            container_port("admin", ROUTER_ADMIN_PORT),
+            container_port("ws", i32::from(ROUTER_WS_PORT)),
+            container_port("admin", i32::from(ROUTER_ADMIN_PORT)),
         ]),
         readiness_probe: Some(http_probe("/readyz", "admin", 5, 2)),
         liveness_probe: Some(http_probe("/healthz", "admin", 10, 3)),
-        resources: router.resources.clone(),
+        resources: Some(
+            router
+                .resources
+                .clone()
+                .unwrap_or_else(|| default_resources("50m", "32Mi", "256Mi")),
+        ),
         volume_mounts: redis_ca_mounts(wsc),
         security_context: Some(restricted_security_context()),
         ..Container::default()

@@ -9,10 +9,9 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use wsring_core::protocol::{POD_ADMIN_PORT, POD_WS_PORT, ROUTER_ADMIN_PORT};
 
-use super::{
-    child_meta, selector_labels, Component, Names, POD_ADMIN_PORT, POD_WS_PORT, ROUTER_ADMIN_PORT,
-};
+use super::{child_meta, selector_labels, Component, Names};
 use crate::crd::WebSocketCluster;
 
 fn port(name: &str, port: i32) -> ServicePort {
@@ -32,7 +31,10 @@ pub fn pods_service(wsc: &WebSocketCluster) -> Service {
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             selector: Some(selector_labels(wsc, Component::Pod)),
-            ports: Some(vec![port("ws", POD_WS_PORT), port("admin", POD_ADMIN_PORT)]),
+            ports: Some(vec![
+                port("ws", i32::from(POD_WS_PORT)),
+                port("admin", i32::from(POD_ADMIN_PORT)),
+            ]),
             publish_not_ready_addresses: Some(false),
             ..ServiceSpec::default()
         }),
@@ -69,7 +71,7 @@ pub fn router_admin_service(wsc: &WebSocketCluster) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
             selector: Some(selector_labels(wsc, Component::Router)),
-            ports: Some(vec![port("admin", ROUTER_ADMIN_PORT)]),
+            ports: Some(vec![port("admin", i32::from(ROUTER_ADMIN_PORT))]),
             ..ServiceSpec::default()
         }),
         status: None,

@@ -4,26 +4,28 @@
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    Container, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
-use std::collections::BTreeMap;
+use wsring_core::protocol::{POD_ADMIN_PORT, POD_WS_PORT};
 
+use super::token::token_env;
 use super::{
-    child_meta, container_port, default_image, field_env, http_probe, labels, redis_ca_mounts,
-    redis_ca_volume, redis_env, restricted_security_context, selector_labels, token_env, value_env,
-    Component, Names, POD_ADMIN_PORT, POD_WS_PORT,
+    child_meta, container_port, default_image, default_resources, field_env, http_probe, labels,
+    redis_ca_mounts, redis_ca_volume, redis_env, restricted_security_context, selector_labels,
+    value_env, Component, Names, SHUTDOWN_DELAY_MS,
 };
 use crate::crd::WebSocketCluster;
 
-/// Name of the sidecar container (reserved: app containers may not use it).
-pub const SIDECAR_NAME: &str = "ws-pod";
+/// Name of the sidecar container, re-exported here beside the builder that
+/// adds it (its one definition is [`crate::names`]).
+pub use crate::names::SIDECAR_NAME;
 
 /// ws-pod drains for at most this long on SIGTERM (`WSRING_DRAIN_TIMEOUT_MS`).
 const DRAIN_TIMEOUT_MS: i64 = 10_000;
-/// Grace period used when the template sets none: the drain plus a margin for the app.
+/// Grace period used when the template sets none: the shutdown delay and the
+/// drain plus a margin for the app.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 
 /// The desired StatefulSet.
@@ -99,6 +101,7 @@ fn sidecar(wsc: &WebSocketCluster, upstream: bool) -> Container {
         value_env("WSRING_CLUSTER", wsc.name_any()),
         value_env("WSRING_LISTEN", format!("0.0.0.0:{POD_WS_PORT}")),
         value_env("WSRING_ADMIN_LISTEN", format!("0.0.0.0:{POD_ADMIN_PORT}")),
+        value_env("WSRING_SHUTDOWN_DELAY_MS", SHUTDOWN_DELAY_MS.to_string()),
         value_env("WSRING_DRAIN_TIMEOUT_MS", DRAIN_TIMEOUT_MS.to_string()),
         token_env(wsc),
     ];
@@ -121,18 +124,18 @@ fn sidecar(wsc: &WebSocketCluster, upstream: bool) -> Container {
         image_pull_policy: Some(wsc.spec.images.pull_policy.as_str().to_string()),
         env: Some(env),
         ports: Some(vec![
-            container_port("ws", POD_WS_PORT),
-            container_port("admin", POD_ADMIN_PORT),
+            container_port("ws", i32::from(POD_WS_PORT)),
+            container_port("admin", i32::from(POD_ADMIN_PORT)),
         ]),
         readiness_probe: Some(http_probe("/readyz", "admin", 5, 2)),
         liveness_probe: Some(http_probe("/healthz", "admin", 10, 3)),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("50m".to_string())),
-                ("memory".to_string(), Quantity("32Mi".to_string())),
-            ])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(
+            wsc.spec
+                .sidecar
+                .resources
+                .clone()
+                .unwrap_or_else(|| default_resources("50m", "32Mi", "512Mi")),
+        ),
         volume_mounts: redis_ca_mounts(wsc),
         security_context: Some(restricted_security_context()),
         ..Container::default()
@@ -142,7 +145,7 @@ fn sidecar(wsc: &WebSocketCluster, upstream: bool) -> Container {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::REDIS_CA_VOLUME;
+    use crate::names::REDIS_CA_VOLUME;
     use k8s_openapi::api::core::v1::{ContainerPort, EnvVar};
 
     fn env<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {

@@ -4,22 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{EnvVar, Secret};
 use k8s_openapi::ByteString;
 use kube::ResourceExt;
-use rand::RngCore;
 
-use super::{child_meta, Component, Names};
+use super::{child_meta, secret_env, Component, Names};
 use crate::crd::WebSocketCluster;
 
 /// Key of the token inside the Secret.
 pub const TOKEN_KEY: &str = "token";
 
-/// A fresh 256-bit token, hex encoded (safe in headers and env vars).
+/// A fresh 256-bit token from the OS random source, hex encoded
+/// ([`wsring_core::bearer::random_token`], the one way wsring makes tokens).
 pub fn generate_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    wsring_core::bearer::random_token()
 }
 
 /// The Secret to create when none exists.
@@ -33,6 +31,15 @@ pub fn token_secret(wsc: &WebSocketCluster, token: &str) -> Secret {
         )])),
         ..Secret::default()
     }
+}
+
+/// `WSRING_TOKEN` from the cluster's token Secret (same token for routers and pods).
+pub fn token_env(wsc: &WebSocketCluster) -> EnvVar {
+    secret_env(
+        "WSRING_TOKEN",
+        Names::token_secret(&wsc.name_any()),
+        TOKEN_KEY.to_string(),
+    )
 }
 
 /// The token stored in an existing Secret, if it holds a usable one.

@@ -1,5 +1,6 @@
 //! Test harness: a real router on loopback, stand-in pods (a real WebSocket
-//! server and a push endpoint), and small HTTP helpers.
+//! server and a push endpoint), and admin calls through the one admin HTTP
+//! client (`wsring_core::harness::AdminClient`).
 //!
 //! The stand-in pod is deliberately tiny (tokio-tungstenite echo) so these
 //! tests exercise the router alone; end-to-end tests with real ws-pod
@@ -15,14 +16,12 @@ use std::time::Duration;
 use axum::body::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::Message;
+use wsring_core::harness::{AdminClient, BackgroundServer};
 use wsring_core::{Member, RingSpec};
 use wsring_router::{Config, Router, RouterHandle};
 
@@ -33,31 +32,29 @@ pub struct TestRouter {
     pub public: SocketAddr,
     pub admin: SocketAddr,
     pub handle: RouterHandle,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), wsring_router::Error>>>,
+    server: BackgroundServer<wsring_router::Error>,
 }
 
 impl TestRouter {
     pub async fn start(config: Config) -> Self {
         let router = Router::bind(config).await.expect("router binds");
         let (public, admin, handle) = (router.public_addr(), router.admin_addr(), router.handle());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(router.serve(async move {
-            let _ = stopped.await;
-        }));
         TestRouter {
             public,
             admin,
             handle,
-            stop: Some(stop),
-            task: Some(task),
+            server: BackgroundServer::spawn(|stop| router.serve(stop)),
         }
     }
 
-    /// Ask for shutdown and wait for `serve` to return.
-    pub async fn shutdown(mut self) -> Result<(), wsring_router::Error> {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap()
+    /// Signal shutdown (SIGTERM) without waiting for `serve` to return.
+    pub fn signal_shutdown(&mut self) {
+        self.server.signal_shutdown();
+    }
+
+    /// Signal shutdown and wait for `serve` to return.
+    pub async fn shutdown(self) -> Result<(), wsring_router::Error> {
+        self.server.shutdown().await
     }
 
     pub fn ws_url(&self, path_and_query: &str) -> String {
@@ -106,15 +103,8 @@ impl TestRouter {
     }
 }
 
-impl Drop for TestRouter {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
-
-/// An HTTP/1 call; JSON bodies are parsed, anything else comes back as a string.
+/// An admin call on a fresh connection; JSON bodies are parsed, anything
+/// else comes back as a string.
 pub async fn http_call(
     addr: SocketAddr,
     method: &str,
@@ -123,25 +113,19 @@ pub async fn http_call(
     content_type: Option<&str>,
     body: Bytes,
 ) -> (StatusCode, serde_json::Value) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
+    let client = AdminClient::new();
+    let method = method.parse().expect("an HTTP method");
+    let mut request = client
+        .request(method, format!("http://{addr}{path}"))
+        .body(body);
     if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
+        request = request.bearer(token);
     }
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
-    let response = client
-        .request(request.body(Full::new(body)).unwrap())
-        .await
-        .expect("admin request");
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, value)
+    let answer = request.send().await.expect("admin request");
+    (answer.status(), answer.json_or_text())
 }
 
 pub use wsring_core::testkit::raw_exchange;

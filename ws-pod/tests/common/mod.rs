@@ -1,5 +1,6 @@
 //! Harness for the integration tests: a real pod on loopback ports, real
-//! WebSocket clients, a tiny HTTP client for the admin port, Redis helpers.
+//! WebSocket clients, admin calls through the one admin HTTP client
+//! (`wsring_core::harness::AdminClient`), Redis helpers.
 
 #![allow(dead_code)]
 
@@ -7,16 +8,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use ws_pod::{Config, PodHandle, Server};
-use wsring_core::protocol::{encode_key, HEADER_CONN, HEADER_KEY, HEADER_POD, HEADER_RING_VERSION};
+use wsring_core::harness::{AdminClient, BackgroundServer};
+use wsring_core::protocol::{encode_key, HEADER_POD};
+use wsring_core::router_auth::{unix_now, RouterAuth, SignedHeaders};
 
 pub const TOKEN: &str = "test-token";
 
@@ -28,56 +28,66 @@ pub fn config(pod_name: &str) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         pod_name: Some(pod_name.to_string()),
-        token: Some(TOKEN.to_string()),
+        token: wsring_core::token_args::TokenArgs::value(TOKEN),
         ..Config::default()
     }
 }
 
-/// A running pod.
+/// The headers a router of this cluster (token [`TOKEN`]) sends for
+/// connection `conn`, percent-encoded key `key` and ring version `version`.
+pub fn router_headers(conn: &str, key: &str, version: &str) -> [(&'static str, String); 4] {
+    let signed = SignedHeaders {
+        conn,
+        key,
+        ring_version: version,
+    };
+    RouterAuth::new(TOKEN).signed_headers(signed, unix_now())
+}
+
+/// A pod serving in the background until dropped or [`Pod::shutdown`].
 pub struct Pod {
     pub ws: SocketAddr,
     pub admin: SocketAddr,
     pub handle: PodHandle,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), ws_pod::Error>>>,
+    server: BackgroundServer<ws_pod::Error>,
 }
 
 impl Pod {
     pub async fn start(config: Config) -> Pod {
         let server = Server::bind(config).await.expect("bind");
         let (ws, admin, handle) = (server.ws_addr(), server.admin_addr(), server.handle());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
         Pod {
             ws,
             admin,
             handle,
-            stop: Some(stop),
-            task: Some(task),
+            server: BackgroundServer::spawn(|stop| server.run(stop)),
         }
     }
 
-    /// Trigger the drain and wait for `run` to return.
-    pub async fn shutdown(mut self) -> Result<(), ws_pod::Error> {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.take().unwrap().await.unwrap()
+    /// Signal shutdown (SIGTERM) without waiting for `run` to return.
+    pub fn signal_shutdown(&mut self) {
+        self.server.signal_shutdown();
+    }
+
+    /// Signal shutdown and wait for `run` to return.
+    pub async fn shutdown(self) -> Result<(), ws_pod::Error> {
+        self.server.shutdown().await
     }
 
     pub fn url(&self) -> String {
         format!("ws://{}", self.ws)
     }
 
-    /// Connect like a router does: connection id, percent-encoded key, ring version.
+    /// Connect like a router does: connection id, percent-encoded key, ring
+    /// version, signed with the cluster token.
     pub async fn connect_as(&self, conn_id: &str, key: &str) -> Ws {
         let mut request = format!("{}/chat?key=ignored", self.url())
             .into_client_request()
             .unwrap();
         let headers = request.headers_mut();
-        headers.insert(HEADER_CONN, HeaderValue::from_str(conn_id).unwrap());
-        headers.insert(HEADER_KEY, HeaderValue::from_str(&encode_key(key)).unwrap());
-        headers.insert(HEADER_RING_VERSION, HeaderValue::from_static("7"));
+        for (name, value) in router_headers(conn_id, &encode_key(key), "7") {
+            headers.insert(name, HeaderValue::from_str(&value).unwrap());
+        }
         let (ws, response) = tokio_tungstenite::connect_async(request)
             .await
             .expect("upgrade");
@@ -85,7 +95,7 @@ impl Pod {
         ws
     }
 
-    /// Admin API request; returns status and body.
+    /// Admin API request on a fresh connection; returns status and body.
     pub async fn admin(
         &self,
         method: &str,
@@ -93,7 +103,16 @@ impl Pod {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, String) {
-        http(self.admin, method, path, headers, body).await
+        let client = AdminClient::new();
+        let method = method.parse().expect("an HTTP method");
+        let mut request = client
+            .request(method, format!("http://{}{path}", self.admin))
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
+        let answer = request.send().await.expect("admin request");
+        (answer.status().as_u16(), answer.text())
     }
 
     pub async fn metric(&self, name: &str) -> u64 {
@@ -102,41 +121,6 @@ impl Pod {
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} not in\n{text}"))
     }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// Minimal HTTP/1.1 client (one request per connection).
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8(response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
 }
 
 /// Next data or close message (pings and pongs skipped).

@@ -9,10 +9,11 @@
 //! client plus one per pod.
 //!
 //! The forwarded request carries the same headers as an HTTP/1.1 upgrade
-//! (`x-wsring-*` included) on a `CONNECT` with `:protocol websocket`; the pod
-//! answers 200 and the stream then carries WebSocket frames. The router itself
-//! answers the client's HTTP/1.1 upgrade with 101 (computing
-//! `Sec-WebSocket-Accept`), adding the pod's headers as with HTTP/1.1.
+//! (`x-wsring-*` included, [`super::request`]) on a `CONNECT` with
+//! `:protocol websocket`; the pod answers 200 and the stream then carries
+//! WebSocket frames. The router itself answers the client's HTTP/1.1 upgrade
+//! with 101 (computing `Sec-WebSocket-Accept`, [`super::PodLink::open`]),
+//! adding the pod's headers as with HTTP/1.1.
 //!
 //! The stream is tunnelled by the same [`crate::tunnel`] as a TCP leg. Why
 //! HTTP/1.1 stays the default: HTTP/2 framing costs CPU and per-stream state,
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use http_body_util::Empty;
 use hyper::client::conn::http2::SendRequest;
@@ -37,7 +38,7 @@ use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 use wsring_core::Member;
 
-use crate::upstream::{self, Accepted};
+use super::{refusal, unreachable, within, Accepted};
 use crate::Error;
 
 /// Per-stream receive window: what one slow client can make the router hold.
@@ -121,14 +122,14 @@ impl H2Pods {
     }
 
     /// Open one WebSocket stream to `member` for the client request
-    /// (`request` as [`upstream::pod_request`] built it), within `timeout`.
+    /// (`request` as [`super::pod_request`] built it), within `timeout`.
     pub async fn exchange(
         &self,
         member: &Member,
         request: Request<Empty<Bytes>>,
         timeout: Duration,
     ) -> Result<Accepted, Error> {
-        upstream::within(member, timeout, self.exchange_inner(member, request)).await
+        within(member, timeout, self.exchange_inner(member, request)).await
     }
 
     async fn exchange_inner(
@@ -150,7 +151,7 @@ impl H2Pods {
             }
         };
         if response.status() != StatusCode::OK {
-            return Err(upstream::refusal(member, response, &mut None::<NeverDone>).await);
+            return Err(refusal(member, response, &mut None::<NeverDone>).await);
         }
         let upgraded = hyper::upgrade::on(&mut response)
             .await
@@ -163,17 +164,9 @@ impl H2Pods {
     }
 }
 
-/// A connection future that never completes, for [`upstream::refusal`]
+/// A connection future that never completes, for `refusal`
 /// (the HTTP/2 connection is driven by its own task).
 type NeverDone = std::future::Pending<()>;
-
-fn unreachable(member: &Member, detail: String) -> Error {
-    Error::PodUnreachable {
-        pod: member.name.clone(),
-        addr: member.addr.clone(),
-        detail,
-    }
-}
 
 /// Dial `member`, run the HTTP/2 handshake (its connection task is spawned)
 /// and wait until the pod has announced extended CONNECT.
@@ -255,10 +248,8 @@ fn connect_request(
 }
 
 /// `Sec-WebSocket-Accept` for the client's `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
-pub fn accept_key(client_headers: &HeaderMap) -> Result<HeaderValue, Error> {
-    let key = client_headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or_else(|| Error::BadRequest("missing Sec-WebSocket-Key".into()))?;
+pub fn accept_key(client_key: Option<&HeaderValue>) -> Result<HeaderValue, Error> {
+    let key = client_key.ok_or_else(|| Error::BadRequest("missing Sec-WebSocket-Key".into()))?;
     let mut sha = Sha1::new();
     sha.update(key.as_bytes());
     sha.update(WEBSOCKET_GUID.as_bytes());
@@ -273,16 +264,12 @@ mod tests {
     #[test]
     fn accept_key_matches_rfc_6455() {
         // The example of RFC 6455 §1.3.
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::SEC_WEBSOCKET_KEY,
-            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
-        );
+        let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
         assert_eq!(
-            accept_key(&headers).unwrap(),
+            accept_key(Some(&key)).unwrap(),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
-        assert!(accept_key(&HeaderMap::new()).is_err());
+        assert!(accept_key(None).is_err());
     }
 
     fn member(name: &str, addr: &str) -> Member {

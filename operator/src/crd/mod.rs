@@ -1,4 +1,4 @@
-//! The `WebSocketCluster` custom resource (`wsring.io/v1alpha1`).
+//! The `WebSocketCluster` custom resource (`wsring.io/v1alpha1`): its types.
 //!
 //! Spec types stay plain structs, unit enums and maps so the generated OpenAPI
 //! schema is structural; every bound the processes rely on (replicas ≥ 0,
@@ -7,23 +7,29 @@
 //! spec at `kubectl apply` time. [`WebSocketClusterSpec::validate`] repeats the
 //! checks the schema cannot express (and guards against a CRD that was installed
 //! without validation).
+//!
+//! Layout:
+//! - this module: the spec and status types, their defaults, the CRD schema
+//!   and [`crd_yaml`];
+//! - `template`: reading the raw `spec.template` as a PodTemplateSpec
+//!   ([`WebSocketClusterSpec::pod_template`]);
+//! - `validation`: [`WebSocketClusterSpec::validate`], one small check per rule.
+
+mod template;
+mod validation;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use wsring_core::origin::parse_allow_list;
 pub use wsring_core::protocol::PodTransport;
-use wsring_core::ring::{DEFAULT_VNODES, MAX_VNODES};
+use wsring_core::ring::DEFAULT_VNODES;
 
-use crate::resources::REDIS_CA_VOLUME;
-use crate::Error;
-
-/// Ports the ws-pod sidecar takes in every pod; an app container must not use them.
-pub const RESERVED_POD_PORTS: [i32; 2] = [8081, 9091];
+use crate::error::Error;
 
 /// A stateful WebSocket service with key affinity: app pods behind ws-pod sidecars,
 /// routers hashing a routing key onto a consistent-hash ring of the pods.
@@ -38,6 +44,8 @@ pub const RESERVED_POD_PORTS: [i32; 2] = [8081, 9091];
     shortname = "wsc",
     status = "WebSocketClusterStatus",
     derive = "PartialEq",
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 50")
+        .message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter) of at most 50 characters: Services are named after it"),
     doc = "A stateful WebSocket service with key affinity: a StatefulSet of app pods behind ws-pod sidecars and routers that hash a routing key onto a consistent-hash ring of the pods.",
     scale(
         spec_replicas_path = ".spec.replicas",
@@ -105,9 +113,49 @@ pub struct WebSocketClusterSpec {
     #[serde(default)]
     pub ingress: IngressSpec,
 
+    /// Optional Gateway API route in front of the router's public Service: an
+    /// HTTPRoute `NAME` attached to Gateways you run. Omitted: no route (an
+    /// existing one of this cluster is deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
+
     /// Container images; unset fields follow the operator's own release.
     #[serde(default)]
     pub images: ImagesSpec,
+
+    /// The pods the template may describe. `Restricted` (default): the Pod
+    /// Security Standards' restricted profile, checked before anything is
+    /// applied (no privileged or host-namespace pods, no hostPath, non-root,
+    /// no added capabilities but NET_BIND_SERVICE). `Unrestricted`: the
+    /// template goes in as written; for trusted namespaces only, since
+    /// creating a WebSocketCluster is creating pods.
+    #[serde(default)]
+    pub pod_security: PodSecurity,
+
+    /// The ws-pod sidecar container.
+    #[serde(default)]
+    pub sidecar: SidecarSpec,
+}
+
+/// Which pods a WebSocketCluster's template may describe.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PodSecurity {
+    /// The restricted Pod Security profile.
+    #[default]
+    Restricted,
+    /// Anything the namespace's own admission allows.
+    Unrestricted,
+}
+
+/// Settings of the ws-pod sidecar container.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarSpec {
+    /// Resources of the sidecar; omitted: requests 50m CPU and 32Mi memory,
+    /// limit 512Mi memory (about 10 KiB per open connection, so ~40,000
+    /// connections per pod before the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// Routing key and ring shape.
@@ -257,6 +305,12 @@ pub struct RouterSpec {
     /// (non-browser clients), which otherwise pass.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_origin: bool,
+    /// Who may call the routers' admin port (9090: the push API) besides the
+    /// operator and the monitoring namespaces: NetworkPolicy peers, e.g.
+    /// `{podSelector: {matchLabels: {app: notifier}}}` for your backend that
+    /// pushes messages. The public port 8080 is open to everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_from: Vec<NetworkPolicyPeer>,
     /// How routers reach pods: `http1` (default), a TCP connection per client
     /// connection; `h2`, one HTTP/2 connection per pod with a stream per
     /// client connection, for routers holding tens of thousands of
@@ -277,6 +331,7 @@ impl Default for RouterSpec {
             service: RouterServiceSpec::default(),
             allowed_origins: Vec::new(),
             require_origin: false,
+            admin_from: Vec::new(),
             pod_transport: PodTransport::default(),
         }
     }
@@ -348,6 +403,51 @@ pub struct IngressSpec {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// An HTTPRoute `NAME` (gateway.networking.k8s.io/v1) sending every request of
+/// its host names to the router's public Service. The Gateway, its listeners,
+/// TLS certificates and the namespaces it admits routes from are yours: the
+/// route only attaches to them.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Gateways (optionally one listener each) the route attaches to.
+    #[schemars(length(min = 1, max = 32))]
+    pub parent_refs: Vec<GatewayParentRef>,
+    /// Host names the route answers (`chat.example.com`, `*.example.com`);
+    /// omitted = every host name of the listeners it attaches to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 16, "items" = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 253,
+        "pattern": GATEWAY_HOSTNAME_PATTERN
+    }))]
+    pub hostnames: Vec<String>,
+}
+
+/// A Gateway the route attaches to (Gateway API `ParentReference` of kind Gateway).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayParentRef {
+    /// Name of the Gateway.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the Gateway; omitted = the cluster's. Its listener must
+    /// admit routes from the cluster's namespace (`allowedRoutes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// Listener of the Gateway to attach to; omitted = every listener that
+    /// admits the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub section_name: Option<String>,
+}
+
+/// Gateway API's `Hostname` pattern (a precise host name, or `*.` and a suffix).
+const GATEWAY_HOSTNAME_PATTERN: &str =
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// Container images. Unset = the operator's release images, so an operator upgrade
 /// also upgrades clusters that did not pin images (a default in the schema would be
 /// frozen into every stored object instead).
@@ -416,124 +516,6 @@ pub struct WebSocketClusterStatus {
     pub observed_generation: Option<i64>,
 }
 
-impl WebSocketClusterSpec {
-    /// Checks the schema cannot express. A violation is reported on the object
-    /// (Degraded condition, Warning event) instead of being applied.
-    pub fn validate(&self) -> Result<(), Error> {
-        let invalid = |msg: String| Err(Error::InvalidSpec(msg));
-        if self.replicas < 0 {
-            return invalid(format!("replicas must be >= 0, got {}", self.replicas));
-        }
-        if self.router.replicas < 0 {
-            return invalid(format!(
-                "router.replicas must be >= 0, got {}",
-                self.router.replicas
-            ));
-        }
-        if !(1..=65535).contains(&self.app_port) {
-            return invalid(format!(
-                "appPort must be in 1..=65535, got {}",
-                self.app_port
-            ));
-        }
-        if !(1..=65535).contains(&self.router.service.port) {
-            return invalid(format!(
-                "router.service.port must be in 1..=65535, got {}",
-                self.router.service.port
-            ));
-        }
-        let vnodes = self.routing.virtual_nodes;
-        if vnodes == 0 || vnodes > MAX_VNODES {
-            return invalid(format!(
-                "routing.virtualNodes must be in 1..={MAX_VNODES}, got {vnodes}"
-            ));
-        }
-        if let Some(c) = self.routing.bounded_load {
-            if !c.is_finite() || c <= 1.0 {
-                return invalid(format!("routing.boundedLoad must be > 1.0, got {c}"));
-            }
-        }
-        if self.routing.key.from != KeySource::Path && self.routing.key.name.is_empty() {
-            return invalid(format!(
-                "routing.key.name must not be empty for from: {}",
-                self.routing.key.from.as_str()
-            ));
-        }
-        if let Some(redis) = &self.redis {
-            if redis.url.is_some() && redis.url_secret_ref.is_some() {
-                return invalid("redis: set either url or urlSecretRef, not both".into());
-            }
-            let plain_url = redis
-                .url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("redis://"));
-            if redis.ca_secret_ref.is_some() && plain_url {
-                return invalid(
-                    "redis.caSecretRef verifies TLS, but redis.url is redis://; use rediss://"
-                        .into(),
-                );
-            }
-        }
-        parse_allow_list(&self.router.allowed_origins, self.router.require_origin)
-            .map_err(|e| Error::InvalidSpec(format!("router.allowedOrigins: {e}")))?;
-        if RESERVED_POD_PORTS.contains(&self.app_port) {
-            return invalid(format!(
-                "appPort {} is taken by the ws-pod sidecar (8081, 9091)",
-                self.app_port
-            ));
-        }
-        let volumes = self
-            .pod_template()?
-            .and_then(|t| t.spec)
-            .and_then(|s| s.volumes)
-            .unwrap_or_default();
-        if let Some(v) = volumes.iter().find(|v| v.name == REDIS_CA_VOLUME) {
-            return invalid(format!(
-                "volume name {:?} is reserved for the Redis CA certificate",
-                v.name
-            ));
-        }
-        for c in self.app_containers() {
-            if c.name == crate::resources::statefulset::SIDECAR_NAME {
-                return invalid(format!(
-                    "container name {:?} is reserved for the sidecar",
-                    c.name
-                ));
-            }
-            for p in c.ports.iter().flatten() {
-                if RESERVED_POD_PORTS.contains(&p.container_port) {
-                    return invalid(format!(
-                        "container {:?} uses port {}, taken by the ws-pod sidecar",
-                        c.name, p.container_port
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The app pod template, parsed.
-    pub fn pod_template(&self) -> Result<Option<PodTemplateSpec>, Error> {
-        self.template
-            .clone()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| {
-                Error::InvalidSpec(format!("template is not a valid PodTemplateSpec: {e}"))
-            })
-    }
-
-    /// App containers of the template; empty means the built-in echo app.
-    pub fn app_containers(&self) -> Vec<Container> {
-        self.pod_template()
-            .ok()
-            .flatten()
-            .and_then(|t| t.spec)
-            .map(|s| s.containers)
-            .unwrap_or_default()
-    }
-}
-
 impl Default for WebSocketClusterSpec {
     fn default() -> Self {
         WebSocketClusterSpec {
@@ -544,7 +526,10 @@ impl Default for WebSocketClusterSpec {
             redis: None,
             router: RouterSpec::default(),
             ingress: IngressSpec::default(),
+            gateway: None,
             images: ImagesSpec::default(),
+            pod_security: PodSecurity::default(),
+            sidecar: SidecarSpec::default(),
         }
     }
 }
@@ -630,18 +615,6 @@ mod tests {
     }
 
     #[test]
-    fn malformed_template_is_an_invalid_spec_not_a_decode_error() {
-        let wsc: WebSocketCluster = serde_json::from_value(serde_json::json!({
-            "apiVersion": "wsring.io/v1alpha1", "kind": "WebSocketCluster",
-            "metadata": {"name": "x"},
-            "spec": {"template": {"spec": {"containers": "app"}}}
-        }))
-        .expect("the object itself always decodes");
-        let err = wsc.spec.validate().unwrap_err();
-        assert!(err.to_string().contains("PodTemplateSpec"), "{err}");
-    }
-
-    #[test]
     fn defaults_match_the_contract() {
         let spec: WebSocketClusterSpec = serde_json::from_str("{}").unwrap();
         assert_eq!(spec.replicas, 1);
@@ -655,77 +628,5 @@ mod tests {
         assert!(!spec.ingress.enabled);
         assert_eq!(spec, WebSocketClusterSpec::default());
         spec.validate().unwrap();
-    }
-
-    #[test]
-    fn validate_refuses_what_the_schema_cannot_express() {
-        let both_urls = WebSocketClusterSpec {
-            redis: Some(RedisSpec {
-                url: Some("redis://r:6379".into()),
-                url_secret_ref: Some(SecretKeyRef {
-                    name: "s".into(),
-                    key: "k".into(),
-                }),
-                password_secret_ref: None,
-                ca_secret_ref: None,
-            }),
-            ..WebSocketClusterSpec::default()
-        };
-        let ca_without_tls = WebSocketClusterSpec {
-            redis: Some(RedisSpec {
-                url: Some("redis://r:6379".into()),
-                ca_secret_ref: Some(SecretKeyRef {
-                    name: "ca".into(),
-                    key: "ca.crt".into(),
-                }),
-                ..RedisSpec::default()
-            }),
-            ..WebSocketClusterSpec::default()
-        };
-        let mut bad_origin = WebSocketClusterSpec::default();
-        bad_origin.router.allowed_origins = vec!["https://*.com".into()];
-        let mut require_without_list = WebSocketClusterSpec::default();
-        require_without_list.router.require_origin = true;
-        let reserved_volume = WebSocketClusterSpec {
-            template: Some(serde_json::json!({"spec": {
-                "containers": [{"name": "app", "image": "a"}],
-                "volumes": [{"name": "wsring-redis-ca", "emptyDir": {}}]
-            }})),
-            ..WebSocketClusterSpec::default()
-        };
-        let sidecar_port = WebSocketClusterSpec {
-            app_port: 9091,
-            ..WebSocketClusterSpec::default()
-        };
-        let mut too_many_vnodes = WebSocketClusterSpec::default();
-        too_many_vnodes.routing.virtual_nodes = 5000;
-        let mut bound_too_low = WebSocketClusterSpec::default();
-        bound_too_low.routing.bounded_load = Some(1.0);
-        let mut empty_header = WebSocketClusterSpec::default();
-        empty_header.routing.key = RoutingKey {
-            from: KeySource::Header,
-            name: String::new(),
-        };
-        for (spec, why) in [
-            (ca_without_tls, "rediss://"),
-            (bad_origin, "top-level domain"),
-            (require_without_list, "non-empty allow-list"),
-            (reserved_volume, "reserved for the Redis CA"),
-        ] {
-            let err = spec.validate().unwrap_err();
-            assert!(err.to_string().contains(why), "{err}");
-        }
-        for spec in [
-            both_urls,
-            sidecar_port,
-            too_many_vnodes,
-            bound_too_low,
-            empty_header,
-        ] {
-            assert!(
-                matches!(spec.validate(), Err(Error::InvalidSpec(_))),
-                "{spec:?}"
-            );
-        }
     }
 }

@@ -1,0 +1,3 @@
+module wsring.dev/cluster/images
+
+go 1.24.0

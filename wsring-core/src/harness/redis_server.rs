@@ -1,0 +1,73 @@
+//! A private `redis-server` on a loopback port: the bus `wsring dev` starts
+//! when none is given, the soak's Redis, and the Redis of every test that
+//! needs one. No persistence; stopped (SIGKILL by pid) when dropped.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::ports::{free_port, wait_for_port};
+use crate::Error;
+
+/// How long a fresh redis-server may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `redis-server` child process owned by its creator.
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Start `redis-server` (from PATH; `.ci/run` installs it) on a free
+    /// port and wait until it accepts connections.
+    pub async fn start() -> Result<Self, Error> {
+        Self::start_on(free_port()?, &[]).await
+    }
+
+    /// Start on a given port with extra arguments (e.g. `["--requirepass",
+    /// "s3cret"]`); restarting on the same port is how outage tests bring
+    /// Redis back. [`Error::Spawn`] means redis-server could not be run at
+    /// all (not installed): local mode then falls back to its own bus.
+    pub async fn start_on(port: u16, extra: &[&str]) -> Result<Self, Error> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Spawn {
+                program: "redis-server".into(),
+                reason: e.to_string(),
+            })?;
+        // Owned from here on: if it never listens, dropping it stops it.
+        let server = RedisServer { child, port };
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), START_TIMEOUT).await?;
+        Ok(server)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stop it now (SIGKILL by pid) and wait for the process, so its port is
+    /// free again when this returns.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
