@@ -130,7 +130,12 @@ impl Dev {
                 .unwrap_or_else(|_| panic!("wsring dev printed no full banner within {START:?}"));
             if is_stdout && line.starts_with("WSRING_DEV_READY ") {
                 ready = Some(line);
-            } else if !is_stdout && (line.starts_with("wsring dev is up") || !banner.is_empty()) {
+            } else if !is_stdout
+                && banner.len() < 6
+                && (line.starts_with("wsring dev is up") || !banner.is_empty())
+            {
+                // Six lines; the blank line after them is spacing, and may
+                // or may not arrive before the ready line (two pipes).
                 banner.push(line);
             }
         }

@@ -608,6 +608,12 @@ async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
     ];
     spec.router.require_origin = true;
     spec.router.pod_transport = PodTransport::H2;
+    spec.delivery = Some(wsring_operator::crd::DeliverySpec {
+        history: Some(wsring_operator::crd::HistorySpec {
+            size: 10,
+            ttl: "1m".into(),
+        }),
+    });
     spec.validate().expect("a valid spec");
     let mut wsc = WebSocketCluster::new(CLUSTER, spec);
     wsc.metadata.namespace = Some("testns".into());
@@ -673,6 +679,19 @@ async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
         metrics.contains("wsring_router_pod_connections 1"),
         "podTransport h2 reached the router: {metrics}"
     );
+
+    // delivery.history reached the pod: a push is stored in the TLS Redis
+    // (password and CA from the Secrets) and answered with its position.
+    let pushed = AdminClient::new()
+        .post(format!("http://{}/v1/keys/k/messages", router.admin))
+        .bearer(TOKEN)
+        .body(b"stored".to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 200, "{}", pushed.text());
+    let answer: Value = pushed.json().unwrap();
+    assert_eq!(answer["offset"], 1, "{answer}");
 
     // A reset travels router → TLS Redis → pod with the operator's settings.
     move_keys(&router).await;

@@ -14,6 +14,15 @@
 //   handshake response (Node's `ws` package: the 'upgrade' event). Browsers
 //   hide handshake headers, so there `pod` stays null.
 //
+// - `resume: true` (for clusters with per-key history, spec.delivery.history):
+//   the client speaks the `wsring.v1` subprotocol, remembers the last position
+//   (epoch and offset) of its key, and offers it on every reconnect, so the pod
+//   sends what it missed, then live pushes: each push exactly once, in order.
+//   Pushes reach onMessage(data, {epoch, offset}); app frames onMessage(data).
+//   When the history no longer reaches back, onGone({reason, epoch, offset})
+//   says the app should reload its state. Positions are kept per key in
+//   `options.positions` (any Map-like; default: one Map per page/process).
+//
 // ESM, no dependencies. Works with the browser's WebSocket, Node 22's global
 // WebSocket, or any constructor passed as `options.WebSocket` (`ws` on Node 20,
 // which has no global WebSocket).
@@ -22,6 +31,13 @@
 export const CLOSE_RING_MOVED = 4001;
 /** Close code: the pod is draining (SIGTERM); reconnect with backoff. */
 export const CLOSE_GOING_AWAY = 1001;
+/** The subprotocol of positioned pushes and resume (docs/interfaces.md). */
+export const SUBPROTOCOL = 'wsring.v1';
+/** Epoch of a `gone` frame when the pod could not read the history at all. */
+const UNKNOWN_EPOCH = '0';
+
+/** Last positions per key, shared by the clients of this page or process. */
+const POSITIONS = new Map();
 
 const DEFAULTS = Object.freeze({
   keyParam: 'key',
@@ -52,7 +68,52 @@ export function keyUrl(base, key, keyParam = DEFAULTS.keyParam) {
   return url.toString();
 }
 
+/**
+ * The `Sec-WebSocket-Protocol` tokens to offer: `wsring.v1`, and the resume
+ * token for the last position if there is one.
+ * @param {{epoch:string, offset:number}|undefined} position
+ */
+export function offeredProtocols(position) {
+  const protocols = [SUBPROTOCOL];
+  if (position && position.epoch !== UNKNOWN_EPOCH) {
+    protocols.push(`wsring.since.${position.epoch}.${position.offset}`);
+  }
+  return protocols;
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Split one `wsring.v1` frame into its kind, position and body
+ * (`m\n…`, `p EPOCH OFFSET\n…`, `s|r|g EPOCH OFFSET\n…`). Text frames give a
+ * string body, binary frames an ArrayBuffer.
+ * @param {string|ArrayBuffer} data
+ */
+export function parseFrame(data) {
+  let header;
+  let body;
+  if (typeof data === 'string') {
+    const newline = data.indexOf('\n');
+    if (newline < 0) throw new Error('wsring: not a wsring.v1 frame (no header line)');
+    header = data.slice(0, newline);
+    body = data.slice(newline + 1);
+  } else {
+    const bytes = new Uint8Array(data);
+    const newline = bytes.indexOf(10);
+    if (newline < 0) throw new Error('wsring: not a wsring.v1 frame (no header line)');
+    header = decoder.decode(bytes.subarray(0, newline));
+    body = bytes.slice(newline + 1).buffer;
+  }
+  if (header === 'm') return { kind: 'm', body };
+  const [kind, epoch, offset] = header.split(' ');
+  if (!'psrg'.includes(kind) || kind.length !== 1 || epoch === undefined || !/^\d+$/.test(offset ?? '')) {
+    throw new Error(`wsring: not a wsring.v1 frame header: ${JSON.stringify(header)}`);
+  }
+  return { kind, epoch, offset: Number(offset), body };
+}
+
 export class WsringClient {
+  #key;
   #url;
   #opts;
   #socket = null;
@@ -67,8 +128,9 @@ export class WsringClient {
    * @param {string} base router URL, e.g. `wss://chat.example.com/`
    * @param {string} key routing key (user, room, document)
    * @param {object} [options] keyParam, jitterMs, initialDelayMs, maxDelayMs,
-   *   maxOutbox, WebSocket, onOpen({pod, reconnect}), onMessage(data),
-   *   onClose({code, reason, delayMs})
+   *   maxOutbox, WebSocket, onOpen({pod, reconnect}), onMessage(data, push?),
+   *   onClose({code, reason, delayMs}); with history: resume, positions,
+   *   onGone({reason, epoch, offset})
    */
   constructor(base, key, options = {}) {
     if (typeof key !== 'string' || key.length === 0) {
@@ -82,8 +144,15 @@ export class WsringClient {
           "pass one: import WebSocket from 'ws'; new WsringClient(url, key, { WebSocket })",
       );
     }
+    this.#opts.positions ??= POSITIONS;
+    this.#key = key;
     this.#url = keyUrl(base, key, this.#opts.keyParam);
     this.#connect();
+  }
+
+  /** Last position of this key's pushes (`resume: true`), or undefined. */
+  get position() {
+    return this.#opts.positions.get(this.#key);
   }
 
   /** Pod serving the current connection, or null (not connected / not exposed). */
@@ -122,7 +191,9 @@ export class WsringClient {
   }
 
   #connect() {
-    const socket = new this.#opts.WebSocket(this.#url);
+    const socket = this.#opts.resume
+      ? new this.#opts.WebSocket(this.#url, offeredProtocols(this.position))
+      : new this.#opts.WebSocket(this.#url);
     this.#socket = socket;
     this.#pod = null;
     let opened = false;
@@ -142,7 +213,8 @@ export class WsringClient {
       }
       this.#opts.onOpen?.({ pod: this.#pod, reconnect });
     };
-    socket.onmessage = (event) => this.#opts.onMessage?.(event.data);
+    socket.onmessage = (event) =>
+      this.#opts.resume ? this.#positioned(event.data) : this.#opts.onMessage?.(event.data);
     socket.onerror = () => {}; // the close event follows and decides
     socket.onclose = (event) => {
       if (this.#socket !== socket) return;
@@ -159,5 +231,29 @@ export class WsringClient {
       this.#opts.onClose?.({ code: event.code, reason: event.reason, delayMs });
       this.#timer = setTimeout(() => this.#connect(), delayMs);
     };
+  }
+
+  /** One `wsring.v1` frame: track the position, hand on app frames and pushes. */
+  #positioned(data) {
+    const frame = parseFrame(data);
+    const at = { epoch: frame.epoch, offset: frame.offset };
+    switch (frame.kind) {
+      case 'm':
+        this.#opts.onMessage?.(frame.body);
+        return;
+      case 'p':
+        this.#opts.positions.set(this.#key, at);
+        this.#opts.onMessage?.(frame.body, at);
+        return;
+      case 's':
+        this.#opts.positions.set(this.#key, at);
+        return;
+      case 'r':
+        return;
+      case 'g':
+        this.#opts.positions.set(this.#key, at);
+        this.#opts.onGone?.({ reason: frame.body, ...at });
+        return;
+    }
   }
 }

@@ -30,6 +30,12 @@ pub struct KeyPushAnswer {
     pub pod: String,
     /// Connections the pod delivered the message to.
     pub delivered: u64,
+    /// With history on: the push's offset in the key's stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// With history on: the stream's epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 /// Answer of `POST /v1/broadcast`.
@@ -44,10 +50,14 @@ pub struct BroadcastAnswer {
     pub failed: Vec<String>,
 }
 
-/// What a pod answers to a push.
+/// What a pod answers to a push (the position only with history on).
 #[derive(Deserialize)]
 struct PodAnswer {
     delivered: u64,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
 /// HTTP client for the pods' admin listeners.
@@ -84,10 +94,12 @@ impl PushClient {
     ) -> Result<KeyPushAnswer, Error> {
         let member = ring.owner(key).ok_or(Error::EmptyRing)?;
         let path = format!("/v1/keys/{}/messages", encode_key(key));
-        let delivered = self.post(member, &path, content_type, body).await?;
+        let answer = self.post(member, &path, content_type, body).await?;
         Ok(KeyPushAnswer {
             pod: member.name.clone(),
-            delivered,
+            delivered: answer.delivered,
+            offset: answer.offset,
+            epoch: answer.epoch,
         })
     }
 
@@ -116,8 +128,8 @@ impl PushClient {
         let mut last_error = None;
         for (member, result) in futures_util::future::join_all(sends).await {
             match result {
-                Ok(delivered) => {
-                    answer.delivered += delivered;
+                Ok(pod) => {
+                    answer.delivered += pod.delivered;
                     answer.pods += 1;
                 }
                 Err(error) => {
@@ -133,14 +145,14 @@ impl PushClient {
         }
     }
 
-    /// POST to `member`'s admin listener; returns the pod's `delivered`.
+    /// POST to `member`'s admin listener; returns the pod's answer.
     async fn post(
         &self,
         member: &Member,
         path: &str,
         content_type: Option<&HeaderValue>,
         body: Bytes,
-    ) -> Result<u64, Error> {
+    ) -> Result<PodAnswer, Error> {
         let unreachable = |detail: String| Error::PodUnreachable {
             pod: member.name.clone(),
             addr: member.admin.clone(),
@@ -186,11 +198,13 @@ impl PushClient {
         if !status.is_success() {
             return Err(Error::PodRejected {
                 pod: member.name.clone(),
-                // The caller's input problems (400, 413, ...) pass through; the
-                // pod refusing the router itself or failing is a gateway error.
+                // The caller's input problems (400, 413, ...) and a push the
+                // pod could not store (503: retry) pass through; the pod
+                // refusing the router itself or failing is a gateway error.
                 status: match status {
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StatusCode::BAD_GATEWAY,
                     s if s.is_client_error() => s,
+                    StatusCode::SERVICE_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::BAD_GATEWAY,
                 },
                 body: String::from_utf8_lossy(&body).trim().to_string(),
@@ -202,6 +216,6 @@ impl PushClient {
                 String::from_utf8_lossy(&body)
             ))
         })?;
-        Ok(answer.delivered)
+        Ok(answer)
     }
 }

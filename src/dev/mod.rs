@@ -65,6 +65,27 @@ pub struct DevArgs {
     /// Extra argument for the router (repeatable), e.g. `--router-arg=--key-source=header`.
     #[arg(long = "router-arg", allow_hyphen_values = true)]
     pub router_args: Vec<String>,
+    /// Pushes kept per key so `wsring.v1` clients resume without a gap
+    /// (docs/interfaces.md, "Per-key history"); 0: off. Needs a real Redis
+    /// (`--redis`, or redis-server installed), not the in-process bus.
+    #[arg(long, default_value_t = 0)]
+    pub history_size: usize,
+    /// How long a key's pushes are kept after its last push (`30s`, `5m`, `1h`).
+    #[arg(long, default_value = ws_pod::config::DEFAULT_HISTORY_TTL)]
+    pub history_ttl: String,
+}
+
+impl DevArgs {
+    /// What every pod is started with: the history flags, then `--pod-arg`s.
+    fn pod_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.history_size > 0 {
+            args.push(format!("--history-size={}", self.history_size));
+            args.push(format!("--history-ttl={}", self.history_ttl));
+        }
+        args.extend(self.pod_args.iter().cloned());
+        args
+    }
 }
 
 /// Run local mode until Ctrl-C / SIGTERM, then stop every child gracefully.
@@ -74,13 +95,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(wsring_core::bearer::random_token);
     let (redis_url, bus_kind, _redis_server) = start_bus(&args).await?;
+    if args.history_size > 0 && bus_kind == IN_PROCESS_BUS {
+        anyhow::bail!(
+            "--history-size keeps pushes in Redis streams, which the in-process bus does not have: \
+             install redis-server or pass --redis URL (and drop --builtin-bus)"
+        );
+    }
     let launch = Launch {
         exe: std::env::current_exe().context("locating the wsring binary")?,
         cluster: args.cluster.clone(),
         token: token.clone(),
         redis_url: redis_url.clone(),
         vnodes: args.vnodes,
-        pod_args: args.pod_args.clone(),
+        pod_args: args.pod_args(),
         router_args: args.router_args.clone(),
         control_url: format!("http://{}", args.control_listen),
     };
@@ -147,5 +174,8 @@ async fn start_bus(args: &DevArgs) -> anyhow::Result<(String, &'static str, Opti
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("redis://{}", listener.local_addr()?);
     tokio::spawn(bus::serve(listener));
-    Ok((url, "in-process bus", None))
+    Ok((url, IN_PROCESS_BUS, None))
 }
+
+/// The bus label of the in-process bus (pub/sub only).
+const IN_PROCESS_BUS: &str = "in-process bus";

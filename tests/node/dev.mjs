@@ -18,12 +18,17 @@ export async function freePort() {
 }
 
 /**
- * Start `wsring dev --pods N` with `token`; resolves once it printed its ready
+ * Start `wsring dev --pods N` with `token` (and with `history: {size, ttl}`,
+ * per-key history on a private redis-server); resolves once it printed its ready
  * line. Returns the addresses and `stop()` (SIGTERM: the pods go with it).
  */
-export async function startDev({ token, pods = 3, startMs = 60_000 }) {
+export async function startDev({ token, pods = 3, startMs = 60_000, history = null }) {
   const [pub, admin, control] = [await freePort(), await freePort(), await freePort()];
-  const proc = spawn(BIN, ['dev', '--pods', String(pods), '--builtin-bus', '--token', token,
+  // History lives in Redis streams: a private redis-server instead of the built-in bus.
+  const bus = history
+    ? ['--history-size', String(history.size), '--history-ttl', history.ttl ?? '5m']
+    : ['--builtin-bus'];
+  const proc = spawn(BIN, ['dev', '--pods', String(pods), ...bus, '--token', token,
     '--listen', `127.0.0.1:${pub}`, '--admin-listen', `127.0.0.1:${admin}`, '--control-listen', `127.0.0.1:${control}`],
     { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } });
   let out = '';

@@ -19,11 +19,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 use wsring_core::bearer_guard::BearerGuard;
 use wsring_core::openmetrics;
 use wsring_core::shutdown::Shutdown;
 
 use crate::control::ResetChannel;
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::push::{self, Target};
 use crate::registry::{ConnectionInfo, Registry};
@@ -38,6 +40,8 @@ pub struct AdminState {
     max_message_bytes: usize,
     shutdown: Shutdown,
     reset_channel: ResetChannel,
+    /// Per-key history: a key push is stored before it is answered.
+    history: Option<Arc<History>>,
 }
 
 impl AdminState {
@@ -59,7 +63,14 @@ impl AdminState {
             max_message_bytes,
             shutdown,
             reset_channel,
+            history: None,
         }
+    }
+
+    /// Store every key push in `history` first, and answer its position.
+    pub fn with_history(mut self, history: Option<Arc<History>>) -> Self {
+        self.history = history;
+        self
     }
 }
 
@@ -119,7 +130,30 @@ async fn push_to_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    deliver(&state, Target::Key(&key), &headers, body)
+    let Some(history) = &state.history else {
+        return deliver(&state, Target::Key(&key), &headers, body);
+    };
+    let message = match message(&headers, body) {
+        Ok(message) => message,
+        Err(e) => return not_utf8(e),
+    };
+    match history.append(&key, &message).await {
+        Ok(at) => {
+            let delivered =
+                push::deliver_positioned(&state.registry, &state.metrics, &key, &at, &message);
+            Json(json!({ "delivered": delivered, "offset": at.offset, "epoch": at.epoch }))
+                .into_response()
+        }
+        Err(e) => {
+            state.metrics.history_errors.inc();
+            tracing::warn!(%key, error = %e, "push refused: the history cannot be written");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "history_unavailable",
+                &format!("the push was not accepted (retry): {e}"),
+            )
+        }
+    }
 }
 
 async fn broadcast(State(state): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -127,16 +161,25 @@ async fn broadcast(State(state): State<AdminState>, headers: HeaderMap, body: By
 }
 
 fn deliver(state: &AdminState, target: Target<'_>, headers: &HeaderMap, body: Bytes) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    match push::message_from_body(content_type, body) {
+    match message(headers, body) {
         Ok(message) => {
             let delivered = push::deliver(&state.registry, &state.metrics, target, &message);
             Json(json!({ "delivered": delivered })).into_response()
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, "body_not_utf8", &e.to_string()),
+        Err(e) => not_utf8(e),
     }
+}
+
+/// The frame a push body becomes (its content type decides text or binary).
+fn message(headers: &HeaderMap, body: Bytes) -> Result<Message, push::NotUtf8> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    push::message_from_body(content_type, body)
+}
+
+fn not_utf8(e: push::NotUtf8) -> Response {
+    error(StatusCode::BAD_REQUEST, "body_not_utf8", &e.to_string())
 }
 
 /// The answer without the bearer token (docs/interfaces.md, "Admin authentication").

@@ -17,6 +17,7 @@ use wsring_core::router_auth::RouterAuth;
 use wsring_core::token_args::TokenArgs;
 
 use crate::handshake::Admission;
+use crate::history::{HistorySettings, MAX_HISTORY_SIZE};
 use crate::Error;
 
 /// Default `--listen`: every interface, the pod WebSocket port routers dial.
@@ -33,6 +34,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// Default `--handshake-timeout-ms`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// Default `--history-ttl`.
+pub const DEFAULT_HISTORY_TTL: &str = "5m";
 
 /// Bytes read from a socket at a time. tungstenite allocates this eagerly for
 /// every connection (its default is 128 KiB), so it is what an idle connection
@@ -136,6 +140,16 @@ pub struct Config {
     /// HTTP/2 preface within this time, or it is dropped.
     #[arg(long, env = "WSRING_HANDSHAKE_TIMEOUT_MS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_MS)]
     pub handshake_timeout_ms: u64,
+
+    /// Pushes kept per key in Redis, so `wsring.v1` clients resume without a
+    /// gap; 0: no history (pushes are delivered live only, as without it).
+    /// Needs `--redis-url`.
+    #[arg(long, env = "WSRING_HISTORY_SIZE", default_value_t = 0)]
+    pub history_size: usize,
+
+    /// How long a key's pushes are kept after its last push (`30s`, `5m`, `1h`).
+    #[arg(long, env = "WSRING_HISTORY_TTL", default_value = DEFAULT_HISTORY_TTL)]
+    pub history_ttl: String,
 }
 
 impl Default for Config {
@@ -162,6 +176,8 @@ impl Default for Config {
             shutdown_delay_ms: 0,
             drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            history_size: 0,
+            history_ttl: DEFAULT_HISTORY_TTL.to_string(),
         }
     }
 }
@@ -199,6 +215,8 @@ pub(crate) struct Settings {
     pub drain_timeout: Duration,
     /// Bound of an upgrade request (or of the wait for the HTTP/2 preface).
     pub handshake_timeout: Duration,
+    /// Per-key history, if on.
+    pub history: Option<HistorySettings>,
 }
 
 impl Config {
@@ -227,6 +245,7 @@ impl Config {
         if self.max_key_bytes == 0 {
             return Err(Error::Config("--max-key-bytes must be at least 1".into()));
         }
+        let history = self.history()?;
         let token = self
             .token
             .resolve()
@@ -250,6 +269,7 @@ impl Config {
                 auth: RouterAuth::new(&token),
                 max_key_bytes: self.max_key_bytes,
                 allow_direct: self.allow_direct,
+                speaks_v1: history.is_some(),
             },
             token,
             max_message_bytes: self.max_message_bytes,
@@ -266,7 +286,39 @@ impl Config {
             shutdown_delay: Duration::from_millis(self.shutdown_delay_ms),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            history,
         })
+    }
+
+    /// `--history-size` and `--history-ttl`, checked; `None` when off.
+    fn history(&self) -> Result<Option<HistorySettings>, Error> {
+        let ttl = humantime::parse_duration(self.history_ttl.trim()).map_err(|e| {
+            Error::Config(format!(
+                "--history-ttl {:?} is not a duration like 30s, 5m or 1h: {e}",
+                self.history_ttl
+            ))
+        })?;
+        if self.history_size == 0 {
+            return Ok(None);
+        }
+        if self.history_size > MAX_HISTORY_SIZE {
+            return Err(Error::Config(format!(
+                "--history-size {} is over the limit of {MAX_HISTORY_SIZE} pushes per key",
+                self.history_size
+            )));
+        }
+        if ttl < Duration::from_secs(1) {
+            return Err(Error::Config("--history-ttl must be at least 1s".into()));
+        }
+        if self.redis.url.is_none() {
+            return Err(Error::Config(
+                "--history-size needs --redis-url: the history is kept in Redis".into(),
+            ));
+        }
+        Ok(Some(HistorySettings {
+            size: self.history_size,
+            ttl,
+        }))
     }
 }
 
@@ -322,6 +374,48 @@ mod tests {
         Config {
             token: TokenArgs::value("t0ken\n"),
             ..Config::default()
+        }
+    }
+
+    #[test]
+    fn history_flags_are_checked() {
+        let with = |size: usize, ttl: &str, redis: Option<&str>| Config {
+            history_size: size,
+            history_ttl: ttl.into(),
+            redis: RedisArgs {
+                url: redis.map(str::to_string),
+                ..RedisArgs::default()
+            },
+            ..with_token()
+        };
+        assert_eq!(with(0, "5m", None).resolve().unwrap().history, None);
+        assert!(!with(0, "5m", None).resolve().unwrap().admission.speaks_v1);
+        let on = with(100, "90s", Some("redis://127.0.0.1:6379"))
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            on.history,
+            Some(HistorySettings {
+                size: 100,
+                ttl: Duration::from_secs(90)
+            })
+        );
+        assert!(on.admission.speaks_v1);
+        for (config, flag) in [
+            (with(100, "5m", None), "needs --redis-url"),
+            (
+                with(100, "soon", Some("redis://x")),
+                "--history-ttl \"soon\"",
+            ),
+            (with(0, "soon", None), "--history-ttl"),
+            (with(100, "500ms", Some("redis://x")), "at least 1s"),
+            (
+                with(MAX_HISTORY_SIZE + 1, "5m", Some("redis://x")),
+                "over the limit",
+            ),
+        ] {
+            let err = config.resolve().unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
         }
     }
 

@@ -32,8 +32,10 @@ use wsring_core::protocol::{
     CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_PAYLOAD, CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
 };
+use wsring_core::resume::Position;
 
-use crate::mailbox::{CloseOrder, Command, Mailbox};
+use crate::cursor::{app_frame, Cursor};
+use crate::mailbox::{CatchUp, CloseOrder, Command, Mailbox};
 use crate::metrics::{TIMEOUT_IDLE, TIMEOUT_UNFINISHED_MESSAGE};
 use crate::watch::{is_message_timeout, Deadlines};
 
@@ -69,6 +71,80 @@ pub enum Ending {
     AppUnreachable,
 }
 
+/// What the client is sent besides the app's frames as they are.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Frames as the app and the push API made them.
+    Plain,
+    /// `wsring.v1`: app frames marked, pushes positioned, each exactly once.
+    V1(Box<Cursor>),
+}
+
+impl Outbound {
+    /// Frames sent before anything else (a `wsring.v1` opening).
+    fn opening(&mut self) -> Batch {
+        match self {
+            Outbound::Plain => Batch::none(),
+            Outbound::V1(cursor) => Batch::many(cursor.take_opening()),
+        }
+    }
+
+    /// An app frame as the client gets it.
+    fn app(&self, message: Message) -> Message {
+        match self {
+            Outbound::Plain => message,
+            Outbound::V1(_) => app_frame(message),
+        }
+    }
+
+    /// A push stored at `at` (only `wsring.v1` connections are sent these).
+    async fn positioned(&mut self, at: Position, message: Message) -> Batch {
+        match self {
+            Outbound::Plain => Batch::one(message),
+            Outbound::V1(cursor) => Batch::many(cursor.push(at, message).await),
+        }
+    }
+
+    /// What the history holds beyond the cursor.
+    async fn catch_up(&mut self, catch_up: CatchUp) -> Batch {
+        match self {
+            Outbound::Plain => Batch::none(),
+            Outbound::V1(cursor) => Batch::many(cursor.catch_up(catch_up).await),
+        }
+    }
+}
+
+/// Frames to send in order; one frame (the common case) without a `Vec`.
+enum Batch {
+    One(Option<Message>),
+    Many(std::vec::IntoIter<Message>),
+}
+
+impl Batch {
+    fn none() -> Self {
+        Batch::One(None)
+    }
+
+    fn one(message: Message) -> Self {
+        Batch::One(Some(message))
+    }
+
+    fn many(messages: Vec<Message>) -> Self {
+        Batch::Many(messages.into_iter())
+    }
+}
+
+impl Iterator for Batch {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        match self {
+            Batch::One(message) => message.take(),
+            Batch::Many(messages) => messages.next(),
+        }
+    }
+}
+
 /// Why the two directions stopped; decided first, carried out afterwards.
 enum Stop {
     Idle,
@@ -91,6 +167,7 @@ pub async fn relay<C, T, R, E>(
     client: &mut C,
     mut app_tx: T,
     mut app_rx: R,
+    outbound: &mut Outbound,
     mailbox: &Mailbox,
     shutdown: &CancellationToken,
     deadlines: &Deadlines,
@@ -132,31 +209,38 @@ where
             }
         };
         let outbound = async {
+            let mut batch = outbound.opening();
             loop {
-                let message = tokio::select! {
+                for message in batch {
+                    // A client that does not read must not delay a close order.
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => return Stop::Draining,
+                        order = mailbox.closed() => return Stop::Ordered(order),
+                        sent = client_tx.send(message) => if sent.is_err() {
+                            return Stop::ClientGone;
+                        },
+                    }
+                }
+                batch = tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return Stop::Draining,
                     command = mailbox.recv() => match command {
                         Command::Close(order) => return Stop::Ordered(order),
-                        Command::Push(message) => message,
+                        Command::Push(message) => Batch::one(message),
+                        Command::Positioned(at, message) => outbound.positioned(at, message).await,
+                        Command::CatchUp(catch_up) => outbound.catch_up(catch_up).await,
                     },
                     next = app_rx.next() => match next {
-                        Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
+                        Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                            Batch::one(outbound.app(message))
+                        }
                         Some(Ok(Message::Close(frame))) => return Stop::AppClose(frame),
-                        Some(Ok(_)) => continue,
+                        Some(Ok(_)) => Batch::none(),
                         Some(Err(e)) => return Stop::AppFailed(e.to_string()),
                         None => return Stop::AppFailed("the app ended without a close frame".into()),
                     },
                 };
-                // A client that does not read must not delay a close order.
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => return Stop::Draining,
-                    order = mailbox.closed() => return Stop::Ordered(order),
-                    sent = client_tx.send(message) => if sent.is_err() {
-                        return Stop::ClientGone;
-                    },
-                }
             }
         };
         tokio::select! {
@@ -441,6 +525,7 @@ mod tests {
     fn spawn_relay(
         mut server: Ws,
         (tx, rx): App,
+        mut outbound: Outbound,
         mailbox: std::sync::Arc<Mailbox>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<Ending> {
@@ -449,6 +534,7 @@ mod tests {
                 &mut server,
                 tx,
                 rx,
+                &mut outbound,
                 &mailbox,
                 &shutdown,
                 &Deadlines::default(),
@@ -469,7 +555,13 @@ mod tests {
     async fn start_relay(max_message_bytes: usize, app: App) -> Relay {
         let (server, client) = pair(max_message_bytes).await;
         let (mailbox, shutdown) = setup();
-        let task = spawn_relay(server, app, mailbox.clone(), shutdown.clone());
+        let task = spawn_relay(
+            server,
+            app,
+            Outbound::Plain,
+            mailbox.clone(),
+            shutdown.clone(),
+        );
         Relay {
             client,
             mailbox,
@@ -651,7 +743,7 @@ mod tests {
         for text in ["p1", "p2"] {
             mailbox.push(Message::text(text)).unwrap();
         }
-        let _task = spawn_relay(server, echo(), mailbox.clone(), shutdown);
+        let _task = spawn_relay(server, echo(), Outbound::Plain, mailbox.clone(), shutdown);
         client.send(Message::text("e1")).await.unwrap();
         let mut got = Vec::new();
         for _ in 0..3 {
@@ -667,6 +759,123 @@ mod tests {
         );
         mailbox.push(Message::binary(vec![9u8])).unwrap();
         assert_eq!(recv(&mut client).await, Message::binary(vec![9u8]));
+    }
+
+    /// `wsring.v1` over a real Redis: the opening, marked app frames, and
+    /// every stored push exactly once and in order whichever way it arrives
+    /// (fast path, duplicate, gap, announcement, new epoch).
+    #[tokio::test]
+    async fn v1_sends_every_push_once_in_order() {
+        use crate::cursor::Cursor;
+        use crate::history::{History, HistorySettings};
+        use crate::mailbox::CatchUp;
+        use crate::metrics::Metrics;
+        use wsring_core::resume::{decode, Frame, GoneReason};
+
+        let redis = wsring_core::harness::RedisServer::start().await.unwrap();
+        let client_redis = redis::Client::open(redis.url()).unwrap();
+        let settings = HistorySettings {
+            size: 100,
+            ttl: std::time::Duration::from_secs(60),
+        };
+        let history =
+            std::sync::Arc::new(History::new(client_redis.clone(), "ns", "c", settings).unwrap());
+        let text = |m: Message| match m {
+            Message::Text(t) => t.to_string(),
+            other => panic!("expected text, got {other:?}"),
+        };
+        let header = |m: Message| {
+            let t = text(m);
+            match decode(t.as_bytes()).unwrap() {
+                Frame::Push(at, body) => {
+                    format!("p{} {}", at.offset, String::from_utf8_lossy(body))
+                }
+                Frame::App(body) => format!("m {}", String::from_utf8_lossy(body)),
+                Frame::Start(at) => format!("s{}", at.offset),
+                Frame::Resumed(at) => format!("r{}", at.offset),
+                Frame::Gone(at, reason) => format!("g{} {}", at.offset, reason.as_str()),
+            }
+        };
+
+        let first = history.append("k", &Message::text("one")).await.unwrap();
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let cursor = Cursor::open(history.clone(), metrics.clone(), "k", None).await;
+        let (server, mut client) = pair(1024).await;
+        let (mailbox, shutdown) = setup();
+        let _task = spawn_relay(
+            server,
+            echo(),
+            Outbound::V1(Box::new(cursor)),
+            mailbox.clone(),
+            shutdown,
+        );
+        assert_eq!(header(recv(&mut client).await), "s1", "live after offset 1");
+        client.send(Message::text("hi")).await.unwrap();
+        assert_eq!(header(recv(&mut client).await), "m hi");
+
+        // Fast path, then the same push again (its announcement): once.
+        let second = history.append("k", &Message::text("two")).await.unwrap();
+        mailbox
+            .push_positioned(second.clone(), Message::text("two"))
+            .unwrap();
+        mailbox
+            .push_positioned(second.clone(), Message::text("two"))
+            .unwrap();
+        mailbox.catch_up(CatchUp::UpTo(second.clone()));
+        assert_eq!(header(recv(&mut client).await), "p2 two");
+        // Stored by another pod (never delivered here) and then a later fast
+        // push: the gap is read from the history, in order.
+        history.append("k", &Message::text("three")).await.unwrap();
+        let fourth = history.append("k", &Message::text("four")).await.unwrap();
+        mailbox
+            .push_positioned(fourth, Message::text("four"))
+            .unwrap();
+        assert_eq!(header(recv(&mut client).await), "p3 three");
+        assert_eq!(header(recv(&mut client).await), "p4 four");
+        // Only an announcement: read from the history.
+        let fifth = history.append("k", &Message::text("five")).await.unwrap();
+        mailbox.catch_up(CatchUp::UpTo(fifth));
+        assert_eq!(header(recv(&mut client).await), "p5 five");
+        assert_eq!(
+            metrics.history_replayed.get(),
+            3,
+            "3 and 4 after the gap, 5 announced"
+        );
+
+        // The history lost (FLUSHALL) while connected: told, then the new epoch from its start.
+        let mut conn = client_redis
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+        let renewed = history.append("k", &Message::text("six")).await.unwrap();
+        assert_ne!(renewed.epoch, first.epoch);
+        mailbox
+            .push_positioned(renewed.clone(), Message::text("six"))
+            .unwrap();
+        let gone = text(recv(&mut client).await);
+        assert_eq!(
+            decode(gone.as_bytes()).unwrap(),
+            Frame::Gone(
+                wsring_core::resume::Position {
+                    epoch: renewed.epoch.clone(),
+                    offset: 0
+                },
+                GoneReason::Epoch
+            )
+        );
+        assert_eq!(header(recv(&mut client).await), "p1 six");
+        // Binary pushes stay binary, with the same header.
+        let bin = history
+            .append("k", &Message::binary(vec![0u8, 1]))
+            .await
+            .unwrap();
+        mailbox
+            .push_positioned(bin.clone(), Message::binary(vec![0u8, 1]))
+            .unwrap();
+        let mut expected = format!("p {} 2\n", bin.epoch).into_bytes();
+        expected.extend([0u8, 1]);
+        assert_eq!(recv(&mut client).await, Message::binary(expected));
     }
 
     /// A scripted app: the test reads what the relay sent it and feeds what it answers.

@@ -1,5 +1,7 @@
 //! The reset channel: Redis `SUBSCRIBE wsring:{namespace}:{cluster}:pod:{pod}`
-//! and what a message on it does.
+//! and what a message on it does; with history on, the same subscription also
+//! hears the cluster's history channel, where every stored push is announced
+//! ([`announce`]).
 //!
 //! The subscription lives in its own task, in a loop that reconnects with capped
 //! exponential backoff: a Redis outage only delays resets (routers close moved
@@ -20,6 +22,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use wsring_core::protocol::{ControlMessage, CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON};
+use wsring_core::resume::Position;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -146,20 +149,58 @@ pub fn apply(payload: &[u8], registry: &Registry, metrics: &Metrics) -> Applied 
     }
 }
 
-/// Keep a subscription to `channel` until `stop` fires, applying every message.
+/// Act on one announcement of the history channel (`<epoch> <offset> <key>`):
+/// the `wsring.v1` connections of the key catch up to it. Returns how many
+/// connections were told; a malformed announcement is counted and ignored.
+pub fn announce(payload: &[u8], registry: &Registry, metrics: &Metrics) -> usize {
+    let parsed = std::str::from_utf8(payload).ok().and_then(|text| {
+        let mut parts = text.splitn(3, ' ');
+        let epoch = parts.next()?;
+        let offset = parts.next()?.parse().ok()?;
+        let key = parts.next()?;
+        Some((
+            Position {
+                epoch: epoch.to_string(),
+                offset,
+            },
+            key,
+        ))
+    });
+    match parsed {
+        Some((at, key)) => registry.catch_up(key, &at),
+        None => {
+            metrics.malformed_control_messages.inc();
+            let shown = &payload[..payload.len().min(LOGGED_PAYLOAD_BYTES)];
+            tracing::warn!(payload = %String::from_utf8_lossy(shown), "ignoring malformed history announcement");
+            0
+        }
+    }
+}
+
+/// The channels one pod listens on.
+#[derive(Clone, Debug)]
+pub struct Channels {
+    /// This pod's reset channel.
+    pub reset: String,
+    /// The cluster's history channel, when history is on.
+    pub history: Option<String>,
+}
+
+/// Keep a subscription to the channels until `stop` fires, acting on every message.
 pub async fn subscribe(
     client: redis::Client,
-    channel: String,
+    channels: Channels,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     reset_channel: ResetChannel,
     stop: CancellationToken,
 ) {
     let mut backoff = BACKOFF_START;
+    let channel = &channels.reset;
     loop {
         let session = session(
             &client,
-            &channel,
+            &channels,
             &registry,
             &metrics,
             &reset_channel,
@@ -187,7 +228,7 @@ pub async fn subscribe(
 /// One connection's worth of subscription: returns when the connection ends.
 async fn session(
     client: &redis::Client,
-    channel: &str,
+    channels: &Channels,
     registry: &Registry,
     metrics: &Metrics,
     reset_channel: &ResetChannel,
@@ -195,7 +236,10 @@ async fn session(
 ) -> redis::RedisResult<()> {
     let connect = async {
         let (mut sink, stream) = client.get_async_pubsub().await?.split();
-        sink.subscribe(channel).await?;
+        sink.subscribe(&channels.reset).await?;
+        if let Some(history) = &channels.history {
+            sink.subscribe(history).await?;
+        }
         Ok::<_, redis::RedisError>((sink, stream))
     };
     let (mut sink, mut stream) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
@@ -205,7 +249,12 @@ async fn session(
     metrics.redis_subscriptions.inc();
     reset_channel.mark_subscribed();
     *backoff = BACKOFF_START;
-    tracing::info!(%channel, "subscribed to the reset channel");
+    tracing::info!(channel = %channels.reset, history = ?channels.history, "subscribed to the reset channel");
+    if channels.history.is_some() {
+        // Announcements sent while unsubscribed are gone: every wsring.v1
+        // connection checks its history once.
+        registry.catch_up_all();
+    }
 
     let mut health = tokio::time::interval(HEALTH_CHECK_INTERVAL);
     health.tick().await;
@@ -213,7 +262,12 @@ async fn session(
         tokio::select! {
             message = stream.next() => match message {
                 Some(message) => {
-                    apply(message.get_payload_bytes(), registry, metrics);
+                    let payload = message.get_payload_bytes();
+                    if channels.history.as_deref() == Some(message.get_channel_name()) {
+                        announce(payload, registry, metrics);
+                    } else {
+                        apply(payload, registry, metrics);
+                    }
                 }
                 None => return Ok(()),
             },
@@ -294,6 +348,25 @@ mod tests {
         );
         assert!(!own.mailbox().is_closing());
         assert_eq!(metrics.oversize_control_messages.get(), 1);
+    }
+
+    #[test]
+    fn announcements_make_the_keys_v1_connections_catch_up() {
+        let registry = Registry::new();
+        let metrics = Metrics::new();
+        let v1 = registry.register_positioned("r-1", "room 7");
+        let _plain = registry.register("r-2", "room 7");
+        assert_eq!(announce(b"e1 5 room 7", &registry, &metrics), 1);
+        assert!(matches!(
+            futures_util::FutureExt::now_or_never(v1.mailbox().recv()),
+            Some(crate::mailbox::Command::CatchUp(crate::mailbox::CatchUp::UpTo(at)))
+                if at == Position { epoch: "e1".into(), offset: 5 }
+        ));
+        assert_eq!(announce(b"e1 5 nobody", &registry, &metrics), 0);
+        for bad in [&b"e1 x room"[..], b"e1", b"\xff 1 k"] {
+            assert_eq!(announce(bad, &registry, &metrics), 0);
+        }
+        assert_eq!(metrics.malformed_control_messages.get(), 3);
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum Error {
     #[error("admin server: {0}")]
     Admin(#[source] std::io::Error),
 
+    /// The per-key history in Redis could not be written or read.
+    #[error("history: {0}")]
+    History(String),
+
     /// `ws-pod probe` failed; the message says at which step.
     #[error("probe failed: {0}")]
     Probe(String),

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -131,6 +132,7 @@ fn accept_stream(
         }
     };
     drop(head);
+    let protocol = upgrade.framing.answer();
     let permit = match shared.limits.try_acquire(peer.ip()) {
         Ok(permit) => permit,
         Err(hit) => {
@@ -161,9 +163,11 @@ fn accept_stream(
         drop(permit);
     });
     let mut response = Response::new(Full::new(Bytes::new()));
-    response
-        .headers_mut()
-        .insert(HEADER_POD, shared.pod_header.clone());
+    let headers = response.headers_mut();
+    headers.insert(HEADER_POD, shared.pod_header.clone());
+    if let Some(protocol) = protocol {
+        headers.insert(SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
     response
 }
 

@@ -11,11 +11,19 @@
 //! checked it. A direct connection without any `x-wsring-*` header is refused
 //! too, unless `--allow-direct` (local debugging, tests): it then gets a local
 //! connection id and the `key` query parameter, or the empty key.
+//!
+//! With history on, a client that offers `Sec-WebSocket-Protocol: wsring.v1`
+//! (and perhaps `wsring.since.<epoch>.<offset>`, [`wsring_core::resume`]) gets
+//! `wsring.v1` in the 101; a malformed resume token is refused with 400. With
+//! history off the offer is ignored and the client gets plain frames.
 
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::http::{HeaderMap, StatusCode};
 use wsring_core::key::{decode_key, query_param};
 use wsring_core::protocol::{HEADER_CONN, HEADER_KEY, HEADER_RING_VERSION};
+use wsring_core::resume::{parse_offer, Position, SUBPROTOCOL};
 use wsring_core::router_auth::{unix_now, RouterAuth, SignedHeaders, HEADER_AUTH};
 
 /// Query parameter read for the key of a direct connection (the router's default key name).
@@ -30,6 +38,30 @@ pub struct Admission {
     pub max_key_bytes: usize,
     /// Accept connections that carry no router headers at all.
     pub allow_direct: bool,
+    /// History is on: answer an offer of `wsring.v1`.
+    pub speaks_v1: bool,
+}
+
+/// Which frames a connection gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Exactly what the app and the push API send.
+    Plain,
+    /// `wsring.v1`: positioned pushes, resumed after `since` if given.
+    V1 {
+        /// The client's last position, from its `wsring.since.` token.
+        since: Option<Position>,
+    },
+}
+
+impl Framing {
+    /// The `Sec-WebSocket-Protocol` of the 101 answer, if any.
+    pub fn answer(&self) -> Option<HeaderValue> {
+        match self {
+            Framing::Plain => None,
+            Framing::V1 { .. } => Some(HeaderValue::from_static(SUBPROTOCOL)),
+        }
+    }
 }
 
 /// The parts of an upgrade request the connection task needs.
@@ -45,6 +77,8 @@ pub struct Upgrade {
     pub path_and_query: String,
     /// The request headers, kept only when an upstream app needs them.
     pub headers: Option<HeaderMap>,
+    /// Plain or `wsring.v1` frames.
+    pub framing: Framing,
 }
 
 /// Why an upgrade request was refused: 400 for a malformed request, 403 for
@@ -111,6 +145,7 @@ pub fn read_request(
             "connect through a router: this pod accepts only upgrades signed by its cluster's routers",
         ));
     };
+    let framing = framing(headers, admission)?;
     let path_and_query = request
         .uri()
         .path_and_query()
@@ -122,6 +157,28 @@ pub fn read_request(
         ring_version,
         path_and_query,
         headers: keep_headers.then(|| headers.clone()),
+        framing,
+    })
+}
+
+/// `wsring.v1` if history is on and the client offered it.
+fn framing(headers: &HeaderMap, admission: &Admission) -> Result<Framing, Refusal> {
+    if !admission.speaks_v1 {
+        return Ok(Framing::Plain);
+    }
+    let values = headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Refusal::bad_request("Sec-WebSocket-Protocol is not ASCII"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let offer = parse_offer(values).map_err(|e| Refusal::bad_request(e.to_string()))?;
+    Ok(if offer.v1 {
+        Framing::V1 { since: offer.since }
+    } else {
+        Framing::Plain
     })
 }
 
@@ -180,6 +237,7 @@ mod tests {
             auth: RouterAuth::new(TOKEN),
             max_key_bytes: 16,
             allow_direct,
+            speaks_v1: true,
         }
     }
 
@@ -276,6 +334,48 @@ mod tests {
         let refusal =
             read_request(&request("/?key=a&key=b", &[]), &admission(true), false).unwrap_err();
         assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn wsring_v1_is_answered_only_when_offered_and_history_is_on() {
+        let req = |protocols: &[&str]| {
+            let headers: Vec<(&str, &str)> = protocols
+                .iter()
+                .map(|p| ("sec-websocket-protocol", *p))
+                .collect();
+            request("/?key=k", &headers)
+        };
+        let on = admission(true);
+        let off = Admission {
+            speaks_v1: false,
+            ..admission(true)
+        };
+        let plain = read_request(&req(&["chat"]), &on, false).unwrap();
+        assert_eq!(
+            (plain.framing.clone(), plain.framing.answer()),
+            (Framing::Plain, None)
+        );
+        let fresh = read_request(&req(&["wsring.v1"]), &on, false).unwrap();
+        assert_eq!(fresh.framing, Framing::V1 { since: None });
+        assert_eq!(fresh.framing.answer().unwrap(), "wsring.v1");
+        let resumed =
+            read_request(&req(&["wsring.v1", "wsring.since.ab12.7"]), &on, false).unwrap();
+        assert_eq!(
+            resumed.framing,
+            Framing::V1 {
+                since: Some(Position {
+                    epoch: "ab12".into(),
+                    offset: 7
+                })
+            }
+        );
+        let refusal =
+            read_request(&req(&["wsring.v1, wsring.since.ab12"]), &on, false).unwrap_err();
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+        assert!(refusal.to_string().contains("wsring.since"), "{refusal}");
+        // History off: the offer (even a malformed one) is not ours to answer.
+        let ignored = read_request(&req(&["wsring.v1, wsring.since.x"]), &off, false).unwrap();
+        assert_eq!(ignored.framing, Framing::Plain);
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //!   count its ending), and the `Shared` state of every connection task.
 //! - [`handshake`]: what is read from the upgrade request, `x-wsring-pod` on the 101.
 //! - [`connection`]: the relay between client and app, generic over `Sink`/`Stream`.
+//! - [`history`]: per-key history of pushes in Redis (`--history-size`).
+//! - [`cursor`]: a `wsring.v1` connection's position: every push once, in order.
 //! - [`watch`]: the message and idle deadlines on what a client sends.
 //! - [`app`]: the echo app and the upstream app connection.
 //! - [`mailbox`]: the control channel into one connection task (close orders, pushes).
@@ -40,10 +42,12 @@ pub mod app;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod cursor;
 pub mod drain;
 pub mod error;
 mod h2;
 pub mod handshake;
+pub mod history;
 mod listener;
 pub mod mailbox;
 pub mod metrics;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::WebSocketStream;
 use wsring_core::conn_limit::Permit;
 use wsring_core::protocol::HEADER_POD;
@@ -97,9 +98,11 @@ async fn upgrade(
             read_request(request, &shared.admission, keep_headers)
                 .map_err(Refusal::into_response)?,
         );
-        response
-            .headers_mut()
-            .insert(HEADER_POD, shared.pod_header.clone());
+        let headers = response.headers_mut();
+        headers.insert(HEADER_POD, shared.pod_header.clone());
+        if let Some(protocol) = upgrade.as_ref().and_then(|u| u.framing.answer()) {
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, protocol);
+        }
         Ok(response)
     };
     let accept =

@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use wsring_core::conn_limit::LimitHit;
+use wsring_core::resume::GoneReason;
 
 /// One label, e.g. `[("limit", "total")]`.
 pub type Label = [(&'static str, &'static str); 1];
@@ -51,7 +52,23 @@ pub struct Metrics {
     pub connection_limit_refusals: Family<Label, Counter>,
     /// Connections closed at a deadline (`reason`: `idle`, `unfinished_message`).
     pub timeout_closes: Family<Label, Counter>,
+    /// Pushes stored in the per-key history.
+    pub history_appends: Counter,
+    /// History writes or reads that failed (push answered 503, or a
+    /// `wsring.v1` client told `unavailable`).
+    pub history_errors: Counter,
+    /// Pushes sent to `wsring.v1` clients from the history (missed on resume,
+    /// or caught up after a gap).
+    pub history_replayed: Counter,
+    /// `wsring.v1` connections by their opening (`outcome`: `start`,
+    /// `resumed`, `trimmed`, `epoch`, `unavailable`).
+    pub history_openings: Family<Label, Counter>,
 }
+
+/// `history_openings` outcomes besides the [`wsring_core::resume::GoneReason`]s.
+pub const OPENING_START: &str = "start";
+/// A client resumed after its position.
+pub const OPENING_RESUMED: &str = "resumed";
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -77,6 +94,10 @@ impl Metrics {
             redis_subscriptions: Counter::default(),
             connection_limit_refusals: Family::default(),
             timeout_closes: Family::default(),
+            history_appends: Counter::default(),
+            history_errors: Counter::default(),
+            history_replayed: Counter::default(),
+            history_openings: Family::default(),
             registry: Registry::with_prefix("wsring_pod"),
         };
         m.registry.register(
@@ -149,11 +170,42 @@ impl Metrics {
             "Successful (re)subscriptions to the reset channel",
             m.redis_subscriptions.clone(),
         );
+        m.registry.register(
+            "history_appends",
+            "Pushes stored in the per-key history (--history-size)",
+            m.history_appends.clone(),
+        );
+        m.registry.register(
+            "history_errors",
+            "History writes or reads that failed: a push answered 503, or a wsring.v1 client told unavailable",
+            m.history_errors.clone(),
+        );
+        m.registry.register(
+            "history_replayed",
+            "Pushes sent to wsring.v1 clients from the history (missed on resume, or caught up)",
+            m.history_replayed.clone(),
+        );
+        m.registry.register(
+            "history_openings",
+            "wsring.v1 connections by opening: start, resumed, or gone (trimmed, epoch, unavailable)",
+            m.history_openings.clone(),
+        );
         // Every series exists from the start (at 0), so a rate() over it is
         // defined before the first refusal or timeout.
         for hit in [LimitHit::Total, LimitHit::PerClient] {
             m.connection_limit_refusals
                 .get_or_create(&[("limit", hit.as_str())])
+                .inc_by(0);
+        }
+        for outcome in [
+            OPENING_START,
+            OPENING_RESUMED,
+            GoneReason::Trimmed.as_str(),
+            GoneReason::Epoch.as_str(),
+            GoneReason::Unavailable.as_str(),
+        ] {
+            m.history_openings
+                .get_or_create(&[("outcome", outcome)])
                 .inc_by(0);
         }
         for reason in [TIMEOUT_IDLE, TIMEOUT_UNFINISHED_MESSAGE] {
@@ -203,6 +255,10 @@ mod tests {
             "wsring_pod_upstream_failures_total 0",
             "wsring_pod_redis_connected 0",
             "wsring_pod_redis_subscriptions_total 0",
+            "wsring_pod_history_appends_total 0",
+            "wsring_pod_history_errors_total 0",
+            "wsring_pod_history_replayed_total 0",
+            "wsring_pod_history_openings_total{outcome=\"resumed\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use wsring_core::resume::Position;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -54,6 +55,21 @@ pub fn deliver(
         Target::Key(key) => registry.push_to_key(key, message),
         Target::All => registry.push_to_all(message),
     };
+    metrics.pushes_delivered.inc_by(delivered as u64);
+    delivered
+}
+
+/// Queue a push stored at `at` on `key`'s connections (positioned for
+/// `wsring.v1` clients); returns how many accepted it.
+pub fn deliver_positioned(
+    registry: &Registry,
+    metrics: &Metrics,
+    key: &str,
+    at: &Position,
+    message: &Message,
+) -> usize {
+    metrics.history_appends.inc();
+    let delivered = registry.push_positioned(key, at, message);
     metrics.pushes_delivered.inc_by(delivered as u64);
     delivered
 }

@@ -1,4 +1,5 @@
-//! Which client connections this pod holds: id → (key, since, mailbox).
+//! Which client connections this pod holds: id → (key, since, mailbox), and
+//! whether each speaks `wsring.v1` (gets positioned pushes and catch-ups).
 //!
 //! Resets address connections by the router's connection id, pushes by routing key,
 //! the admin API lists them all; the registry keeps an index for each so none of
@@ -18,8 +19,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
+use wsring_core::resume::Position;
 
-use crate::mailbox::Mailbox;
+use crate::mailbox::{CatchUp, Mailbox};
 
 /// One open connection, as listed by `GET /v1/connections`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -38,6 +40,8 @@ struct Entry {
     key: Arc<str>,
     since: SystemTime,
     mailbox: Arc<Mailbox>,
+    /// A `wsring.v1` connection: pushes carry their position.
+    positioned: bool,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +92,15 @@ impl Registry {
 
     /// Add a connection; it stays registered until the returned guard is dropped.
     pub fn register(self: &Arc<Self>, id: &str, key: &str) -> Registration {
+        self.insert(id, key, false)
+    }
+
+    /// Add a `wsring.v1` connection (positioned pushes, catch-ups).
+    pub fn register_positioned(self: &Arc<Self>, id: &str, key: &str) -> Registration {
+        self.insert(id, key, true)
+    }
+
+    fn insert(self: &Arc<Self>, id: &str, key: &str, positioned: bool) -> Registration {
         let serial = self.next_local_number();
         let mailbox = Arc::new(Mailbox::new());
         let id: Arc<str> = Arc::from(id);
@@ -106,6 +119,7 @@ impl Registry {
                 key,
                 since: SystemTime::now(),
                 mailbox: mailbox.clone(),
+                positioned,
             },
         );
         drop(inner);
@@ -165,6 +179,55 @@ impl Registry {
         serials
             .iter()
             .filter(|serial| inner.conns[serial].mailbox.push(message.clone()).is_ok())
+            .count()
+    }
+
+    /// Queue a push stored at `at` on every connection of `key`: positioned
+    /// for `wsring.v1` connections, plain for the others; returns how many
+    /// accepted it.
+    pub fn push_positioned(&self, key: &str, at: &Position, message: &Message) -> usize {
+        let inner = self.lock();
+        let Some(serials) = inner.by_key.get(key) else {
+            return 0;
+        };
+        serials
+            .iter()
+            .map(|serial| &inner.conns[serial])
+            .filter(|e| {
+                if e.positioned {
+                    e.mailbox.push_positioned(at.clone(), message.clone())
+                } else {
+                    e.mailbox.push(message.clone())
+                }
+                .is_ok()
+            })
+            .count()
+    }
+
+    /// Tell the `wsring.v1` connections of `key` that its history reached
+    /// `at` (a push another pod, or this one, stored); returns how many.
+    pub fn catch_up(&self, key: &str, at: &Position) -> usize {
+        let inner = self.lock();
+        let Some(serials) = inner.by_key.get(key) else {
+            return 0;
+        };
+        serials
+            .iter()
+            .map(|serial| &inner.conns[serial])
+            .filter(|e| e.positioned)
+            .inspect(|e| e.mailbox.catch_up(CatchUp::UpTo(at.clone())))
+            .count()
+    }
+
+    /// Tell every `wsring.v1` connection to check its history (after the
+    /// announcements may have been missed); returns how many.
+    pub fn catch_up_all(&self) -> usize {
+        let inner = self.lock();
+        inner
+            .conns
+            .values()
+            .filter(|e| e.positioned)
+            .inspect(|e| e.mailbox.catch_up(CatchUp::Everything))
             .count()
     }
 
@@ -281,6 +344,34 @@ mod tests {
         }
         assert!(futures_util::FutureExt::now_or_never(c.mailbox().recv()).is_none());
         assert_eq!(registry.push_to_all(&Message::text("all")), 3);
+    }
+
+    #[test]
+    fn positioned_pushes_and_catch_ups_reach_only_v1_connections_of_the_key() {
+        let registry = Registry::new();
+        let plain = registry.register("1", "k");
+        let v1 = registry.register_positioned("2", "k");
+        let elsewhere = registry.register_positioned("3", "z");
+        let at = Position {
+            epoch: "e".into(),
+            offset: 4,
+        };
+        assert_eq!(registry.push_positioned("k", &at, &Message::text("hi")), 2);
+        let next = |r: &Registration| futures_util::FutureExt::now_or_never(r.mailbox().recv());
+        assert_eq!(next(&plain), Some(Command::Push(Message::text("hi"))));
+        assert_eq!(
+            next(&v1),
+            Some(Command::Positioned(at.clone(), Message::text("hi")))
+        );
+        assert_eq!(next(&elsewhere), None);
+        assert_eq!(registry.catch_up("k", &at), 1);
+        assert_eq!(next(&v1), Some(Command::CatchUp(CatchUp::UpTo(at))));
+        assert_eq!(next(&plain), None);
+        assert_eq!(registry.catch_up_all(), 2);
+        assert_eq!(
+            next(&elsewhere),
+            Some(Command::CatchUp(CatchUp::Everything))
+        );
     }
 
     #[test]

@@ -16,8 +16,9 @@ use wsring_core::shutdown::Shutdown;
 
 use crate::admin::{admin_app, AdminState};
 use crate::config::{Config, Settings};
-use crate::control::{self, Applied, ResetChannel};
+use crate::control::{self, Applied, Channels, ResetChannel};
 use crate::drain::{Drain, DrainOutcome};
+use crate::history::History;
 use crate::listener::accept_loop;
 use crate::metrics::Metrics;
 use crate::registry::{ConnectionInfo, Registry};
@@ -91,6 +92,15 @@ impl Server {
         };
         let ws_addr = local(&ws_listener, "websocket", config.listen)?;
         let admin_addr = local(&admin_listener, "admin", config.admin_listen)?;
+        let history = match (&settings.history, &redis) {
+            (Some(history), Some(client)) => Some(Arc::new(History::new(
+                client.clone(),
+                &config.namespace,
+                &config.cluster,
+                *history,
+            )?)),
+            _ => None,
+        };
         let shutdown = Shutdown::new();
         let shared = Arc::new(Shared {
             pod_name: settings.pod_name.clone(),
@@ -106,6 +116,7 @@ impl Server {
             h2_connection_window: settings.h2_connection_window,
             registry: Registry::new(),
             metrics: Arc::new(Metrics::new()),
+            history,
             drain: Drain::new(shutdown.clone()),
             shutdown,
         });
@@ -168,7 +179,8 @@ impl Server {
             settings.max_message_bytes,
             shared.shutdown.clone(),
             reset_channel.clone(),
-        );
+        )
+        .with_history(shared.history.clone());
         let mut admin = tokio::spawn(
             axum::serve(admin_listener, admin_app(state))
                 .with_graceful_shutdown(admin_stop.clone().cancelled_owned())
@@ -177,10 +189,13 @@ impl Server {
 
         let control_stop = CancellationToken::new();
         let control = redis.map(|client| {
-            let channel = settings.channel.clone();
+            let channels = Channels {
+                reset: settings.channel.clone(),
+                history: shared.history.as_ref().map(|h| h.channel().to_string()),
+            };
             tokio::spawn(control::subscribe(
                 client,
-                channel,
+                channels,
                 shared.registry.clone(),
                 shared.metrics.clone(),
                 reset_channel,

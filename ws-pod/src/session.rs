@@ -21,9 +21,11 @@ use wsring_core::protocol::{CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_TOO_BI
 use wsring_core::shutdown::Shutdown;
 
 use crate::app::{connect_upstream, echo};
-use crate::connection::{close_unrelayed, relay, Ending, DRAINING_REASON};
+use crate::connection::{close_unrelayed, relay, Ending, Outbound, DRAINING_REASON};
+use crate::cursor::Cursor;
 use crate::drain::Drain;
-use crate::handshake::{Admission, Upgrade};
+use crate::handshake::{Admission, Framing, Upgrade};
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::registry::{Registration, Registry};
 use crate::watch::{Deadlines, MessageClock};
@@ -55,6 +57,8 @@ pub(crate) struct Shared {
     pub h2_connection_window: u32,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Per-key history (`--history-size`), read by `wsring.v1` connections.
+    pub history: Option<Arc<History>>,
     /// Not ready, then draining: connections close with 1001 once it drains.
     pub shutdown: Shutdown,
     /// The connection tasks, so the drain can wait for them.
@@ -115,7 +119,22 @@ pub(crate) async fn run_connection<S>(
     });
     let span = tracing::debug_span!("conn", %id, key = %upgrade.key, %peer);
     async {
-        let registration = shared.registry.register(&id, &upgrade.key);
+        // Registered before the history is read: a push stored meanwhile is
+        // queued, and the cursor drops it if the history already had it.
+        let (registration, mut outbound) = match (&upgrade.framing, &shared.history) {
+            (Framing::V1 { since }, Some(history)) => {
+                let registration = shared.registry.register_positioned(&id, &upgrade.key);
+                let cursor = Cursor::open(
+                    history.clone(),
+                    shared.metrics.clone(),
+                    &upgrade.key,
+                    since.as_ref(),
+                )
+                .await;
+                (registration, Outbound::V1(Box::new(cursor)))
+            }
+            _ => (shared.registry.register(&id, &upgrade.key), Outbound::Plain),
+        };
         let active = Active::new(&shared.metrics);
         tracing::debug!(ring_version = upgrade.ring_version, "connection open");
         let ending = match &shared.upstream {
@@ -125,6 +144,7 @@ pub(crate) async fn run_connection<S>(
                     ws,
                     tx,
                     rx,
+                    &mut outbound,
                     registration.mailbox(),
                     shared.shutdown.draining(),
                     &deadlines,
@@ -136,6 +156,7 @@ pub(crate) async fn run_connection<S>(
                     ws,
                     (base, &id),
                     upgrade,
+                    &mut outbound,
                     &registration,
                     shared,
                     &deadlines,
@@ -172,6 +193,7 @@ async fn upstream<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     (base, id): (&str, &str),
     upgrade: Upgrade,
+    outbound: &mut Outbound,
     registration: &Registration,
     shared: &Shared,
     deadlines: &Deadlines,
@@ -202,7 +224,7 @@ async fn upstream<S: AsyncRead + AsyncWrite + Unpin>(
     match connected {
         Ok(app) => {
             let (tx, rx) = app.split();
-            relay(ws, tx, rx, mailbox, draining, deadlines).await
+            relay(ws, tx, rx, outbound, mailbox, draining, deadlines).await
         }
         Err(error) => {
             // 1011, not 1014 (bad gateway): 1014 is newer than RFC 6455 and common

@@ -63,4 +63,7 @@ pub enum Error {
     /// unreadable, or empty); the message names the flag.
     #[error("{0}")]
     TokenConfig(String),
+    /// A `wsring.v1` resume token or frame is malformed; the message says how.
+    #[error("invalid resume: {0}")]
+    InvalidResume(String),
 }

@@ -8,6 +8,8 @@
 //! - [`ring`]: [`Ring`] built from a [`RingSpec`] (versioned membership), lookups,
 //!   bounded-load option, and the diff of owners between two rings.
 //! - [`protocol`]: Redis channel names, reset messages, headers and close codes.
+//! - [`resume`]: the `wsring.v1` subprotocol: positions of pushed messages,
+//!   the resume token and the frame headers.
 //! - [`key`]: routing key rules (decoding, refused characters, ambiguity),
 //!   the same in router and ws-pod.
 //! - [`router_auth`]: the router's signature of the headers it sends pods.
@@ -50,6 +52,7 @@ pub mod origin;
 pub mod protocol;
 #[cfg(feature = "redis-client")]
 pub mod redis_args;
+pub mod resume;
 pub mod ring;
 pub mod router_auth;
 #[cfg(feature = "shutdown")]

@@ -93,6 +93,21 @@ pub fn pod_channel(namespace: &str, cluster: &str, pod: &str) -> String {
     format!("wsring:{namespace}:{cluster}:pod:{pod}")
 }
 
+/// Redis channel on which every pod of a cluster with history announces each
+/// stored push (`<epoch> <offset> <key>`), so the pod that holds a key's
+/// connections catches up even when another pod took the push (during a move).
+pub fn history_channel(namespace: &str, cluster: &str) -> String {
+    format!("wsring:{namespace}:{cluster}:pushes")
+}
+
+/// The Redis keys of one routing key's history: the stream of pushes and the
+/// hash of its epoch and last offset. The braces make them one Redis Cluster
+/// hash slot, so the scripts that touch both run on one node.
+pub fn history_keys(namespace: &str, cluster: &str, key: &str) -> (String, String) {
+    let base = format!("wsring:{{{namespace}/{cluster}/{key}}}");
+    (format!("{base}:log"), format!("{base}:pos"))
+}
+
 /// A command published on a pod's channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
@@ -236,6 +251,24 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn history_keys_share_one_hash_slot() {
+        let (log, pos) = history_keys("ns", "chat", "a}b");
+        assert_eq!(log, "wsring:{ns/chat/a}b}:log");
+        assert_eq!(pos, "wsring:{ns/chat/a}b}:pos");
+        // Redis hashes what lies between the first `{` and the next `}`: the
+        // same for both, whatever the key holds.
+        let tag = |k: &str| {
+            k[k.find('{').unwrap() + 1..]
+                .split('}')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(tag(&log), tag(&pos));
+        assert_eq!(history_channel("ns", "chat"), "wsring:ns:chat:pushes");
     }
 
     #[test]

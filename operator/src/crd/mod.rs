@@ -77,6 +77,10 @@ use crate::error::Error;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.delivery) || !has(self.delivery.history) || has(self.redis)",
+     "message": "delivery.history is kept in Redis: set spec.redis too"}
+]))]
 pub struct WebSocketClusterSpec {
     /// Number of WebSocket pods (ring members). Scale subresource target.
     #[serde(default = "default_replicas")]
@@ -135,6 +139,40 @@ pub struct WebSocketClusterSpec {
     /// The ws-pod sidecar container.
     #[serde(default)]
     pub sidecar: SidecarSpec,
+
+    /// How pushes reach clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+}
+
+/// How pushes reach clients.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// Per-key history in Redis (needs `spec.redis`): every accepted push is
+    /// stored before the push API answers, and clients speaking `wsring.v1`
+    /// resume after a move, crash or drop without a gap or a duplicate.
+    /// Omitted: pushes are delivered live only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistorySpec>,
+}
+
+/// Size and age bounds of each key's history.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistorySpec {
+    /// Pushes kept per key; a client further behind is told to reload.
+    #[schemars(range(min = 1, max = 100000))]
+    pub size: u32,
+    /// How long a key's pushes are kept after its last push: seconds,
+    /// minutes or hours (`30s`, `5m`, `1h`).
+    #[serde(default = "default_history_ttl")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*(s|m|h)$"))]
+    pub ttl: String,
+}
+
+fn default_history_ttl() -> String {
+    "5m".to_string()
 }
 
 /// Which pods a WebSocketCluster's template may describe.
@@ -530,6 +568,7 @@ impl Default for WebSocketClusterSpec {
             images: ImagesSpec::default(),
             pod_security: PodSecurity::default(),
             sidecar: SidecarSpec::default(),
+            delivery: None,
         }
     }
 }

@@ -29,8 +29,19 @@ impl WebSocketClusterSpec {
         app_port_is_not_the_sidecars(self.app_port)?;
         template_volumes_leave_the_redis_ca_name(self)?;
         app_containers_leave_the_sidecars_name_and_ports(self)?;
+        history_has_redis(self)?;
         Ok(())
     }
+}
+
+/// History is kept in Redis (the schema's CEL rule says so too; this covers
+/// API servers that do not run CEL).
+fn history_has_redis(spec: &WebSocketClusterSpec) -> Result<(), Error> {
+    let history = spec.delivery.as_ref().and_then(|d| d.history.as_ref());
+    if history.is_some() && spec.redis.is_none() {
+        return invalid("delivery.history is kept in Redis: set spec.redis too".into());
+    }
+    Ok(())
 }
 
 /// The refusal every check returns.
@@ -207,7 +218,10 @@ fn app_containers_leave_the_sidecars_name_and_ports(
 
 #[cfg(test)]
 mod tests {
-    use crate::crd::{KeySource, RedisSpec, RoutingKey, SecretKeyRef, WebSocketClusterSpec};
+    use crate::crd::{
+        DeliverySpec, HistorySpec, KeySource, RedisSpec, RoutingKey, SecretKeyRef,
+        WebSocketClusterSpec,
+    };
     use crate::error::Error;
 
     #[test]
@@ -259,7 +273,17 @@ mod tests {
             from: KeySource::Header,
             name: String::new(),
         };
+        let history_without_redis = WebSocketClusterSpec {
+            delivery: Some(DeliverySpec {
+                history: Some(HistorySpec {
+                    size: 100,
+                    ttl: "5m".into(),
+                }),
+            }),
+            ..WebSocketClusterSpec::default()
+        };
         for (spec, why) in [
+            (history_without_redis, "delivery.history is kept in Redis"),
             (ca_without_tls, "rediss://"),
             (bad_origin, "top-level domain"),
             (require_without_list, "non-empty allow-list"),

@@ -112,6 +112,10 @@ fn sidecar(wsc: &WebSocketCluster, upstream: bool) -> Container {
         ));
     }
     env.extend(redis_env(wsc));
+    if let Some(history) = wsc.spec.delivery.as_ref().and_then(|d| d.history.as_ref()) {
+        env.push(value_env("WSRING_HISTORY_SIZE", history.size.to_string()));
+        env.push(value_env("WSRING_HISTORY_TTL", history.ttl.clone()));
+    }
     Container {
         name: SIDECAR_NAME.to_string(),
         image: Some(
@@ -280,6 +284,24 @@ mod tests {
         assert_eq!(mount.name, REDIS_CA_VOLUME);
         assert_eq!(mount.mount_path, "/etc/wsring/redis-ca");
         assert_eq!(mount.read_only, Some(true));
+    }
+
+    #[test]
+    fn history_settings_reach_the_sidecar() {
+        let plain = statefulset(&WebSocketCluster::test().with_redis_secret());
+        assert!(env(&containers(&plain)[0], "WSRING_HISTORY_SIZE").is_none());
+        let mut wsc = WebSocketCluster::test().with_redis_secret();
+        wsc.spec.delivery = Some(crate::crd::DeliverySpec {
+            history: Some(crate::crd::HistorySpec {
+                size: 500,
+                ttl: "90s".into(),
+            }),
+        });
+        let sts = statefulset(&wsc);
+        let c = &containers(&sts)[0];
+        let value = |name| env(c, name).unwrap().value.clone();
+        assert_eq!(value("WSRING_HISTORY_SIZE").as_deref(), Some("500"));
+        assert_eq!(value("WSRING_HISTORY_TTL").as_deref(), Some("90s"));
     }
 
     #[test]

@@ -1,0 +1,381 @@
+//! Per-key history and `wsring.v1` resume, end to end: a real `wsring dev`
+//! (router and pods as processes, a real redis-server) with `--history-size`,
+//! real WebSocket clients that resume by themselves, numbered pushes through
+//! the router's push API while a pod is added and another one crashes.
+//!
+//! What must hold (docs/interfaces.md, "Per-key history and `wsring.v1`"):
+//! every accepted push reaches its key's client exactly once and in order,
+//! across 4001 moves and crashes; a position the history no longer reaches is
+//! told as `gone`; a malformed resume token is refused; clients that do not
+//! offer `wsring.v1` see exactly the frames they would without history.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use support::{Dev, Event, WAIT};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use wsring_core::harness::admin_http::Method;
+use wsring_core::resume::{decode, Frame, Position, SUBPROTOCOL};
+
+const HISTORY: &[&str] = &["--history-size", "50", "--history-ttl", "2m"];
+
+/// What one resuming client saw, over all its connections.
+#[derive(Debug, Default)]
+struct Seen {
+    /// `(epoch, offset, body)` of every push, in arrival order.
+    pushes: Vec<(String, u64, String)>,
+    /// Opening of each connection: `s`, `r`, or `g:<reason>`.
+    openings: Vec<String>,
+    /// Close code of each connection that ended (`None`: no close frame).
+    closes: Vec<Option<u16>>,
+    /// The last position, offered on the next connection.
+    position: Option<Position>,
+}
+
+/// A `wsring.v1` client of `key` that reconnects by itself, offering its
+/// last position, until its task is aborted: at once after 4001, after
+/// 100 ms otherwise.
+fn resuming_client(dev: &Dev, key: &str) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let url = dev.url(key);
+    let task = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            loop {
+                let since = seen.lock().unwrap().position.clone();
+                let close = one_connection(&url, since, &seen).await;
+                let delay = match close {
+                    Some(Some(4001)) => 0,
+                    _ => 100,
+                };
+                if close.is_some() {
+                    seen.lock().unwrap().closes.push(close.flatten());
+                }
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+        }
+    });
+    (seen, task)
+}
+
+/// One connection until it ends: `None` if it never opened, else its close code.
+async fn one_connection(
+    url: &str,
+    since: Option<Position>,
+    seen: &Mutex<Seen>,
+) -> Option<Option<u16>> {
+    let mut request = url.into_client_request().unwrap();
+    let mut offer = SUBPROTOCOL.to_string();
+    if let Some(since) = &since {
+        offer = format!("{offer}, {}", since.since_token());
+    }
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", offer.parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.ok()?;
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        SUBPROTOCOL,
+        "the pod answers wsring.v1"
+    );
+    loop {
+        let bytes = match ws.next().await {
+            Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+            Some(Ok(Message::Binary(b))) => b.to_vec(),
+            Some(Ok(Message::Close(frame))) => return Some(frame.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Some(None),
+        };
+        let frame = decode(&bytes).expect("every frame is a wsring.v1 frame");
+        let mut seen = seen.lock().unwrap();
+        match frame {
+            Frame::Push(at, body) => {
+                seen.pushes.push((
+                    at.epoch.clone(),
+                    at.offset,
+                    String::from_utf8_lossy(body).into_owned(),
+                ));
+                seen.position = Some(at);
+            }
+            Frame::Start(at) => {
+                seen.openings.push("s".into());
+                seen.position = Some(at);
+            }
+            Frame::Resumed(at) => {
+                assert_eq!(Some(&at), since.as_ref(), "resumed from what was offered");
+                seen.openings.push("r".into());
+            }
+            Frame::Gone(at, reason) => {
+                seen.openings.push(format!("g:{}", reason.as_str()));
+                seen.position = Some(at);
+            }
+            Frame::App(_) => {}
+        }
+    }
+}
+
+/// Push `body` to `key` through the router; `(offset, epoch)` if accepted.
+async fn push(dev: &Dev, key: &str, body: &str) -> Result<(u64, String), String> {
+    let path = format!("/v1/keys/{key}/messages");
+    let (status, answer) = dev
+        .admin(
+            Method::POST,
+            &path,
+            Some(("text/plain", body.as_bytes().to_vec())),
+        )
+        .await;
+    if status != 200 {
+        return Err(format!("{status} {answer}"));
+    }
+    let answer: Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+    Ok((
+        answer["offset"].as_u64().ok_or("no offset")?,
+        answer["epoch"].as_str().ok_or("no epoch")?.to_string(),
+    ))
+}
+
+/// Wait until `check` holds, or fail with `what` after [`WAIT`].
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
+    let dev = Dev::start_with(3, HISTORY).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("h-{i}")).collect();
+    let clients: HashMap<&str, _> = keys
+        .iter()
+        .map(|k| (k.as_str(), resuming_client(&dev, k)))
+        .collect();
+    until("every client opened", || {
+        clients
+            .values()
+            .all(|(seen, _)| !seen.lock().unwrap().openings.is_empty())
+    })
+    .await;
+
+    // Numbered pushes to every key in turn; a scale-up after the first
+    // round, a crash after the third. A refused push is retried (the
+    // sender's side of the contract: only accepted pushes count).
+    let mut accepted: HashMap<&str, Vec<(u64, String)>> = HashMap::new();
+    let mut refused = 0;
+    for round in 0..6 {
+        if round == 1 {
+            let (status, body) = dev.control(Method::POST, "/pods").await;
+            assert_eq!(status, 201, "{body}");
+        }
+        if round == 3 {
+            let (status, body) = dev.control(Method::DELETE, "/pods/pod-1?mode=crash").await;
+            assert_eq!(status, 200, "{body}");
+        }
+        for key in &keys {
+            let body = format!("{key}:{round}");
+            let mut tries = 0;
+            loop {
+                match push(&dev, key, &body).await {
+                    Ok(position) => {
+                        accepted.entry(key).or_default().push(position);
+                        break;
+                    }
+                    Err(error) => {
+                        refused += 1;
+                        tries += 1;
+                        assert!(tries < 100, "push to {key} never accepted: {error}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+    }
+    // Every client catches up to its key's last accepted push.
+    until("every client has its key's last push", || {
+        keys.iter().all(|k| {
+            let last = accepted[k.as_str()].last().unwrap().0;
+            clients[k.as_str()]
+                .0
+                .lock()
+                .unwrap()
+                .pushes
+                .last()
+                .is_some_and(|p| p.1 >= last)
+        })
+    })
+    .await;
+    for (_, task) in clients.values() {
+        task.abort();
+    }
+
+    let (mut moved, mut crashed, mut resumed) = (0, 0, 0);
+    for key in &keys {
+        let seen = clients[key.as_str()].0.lock().unwrap();
+        let accepted = &accepted[key.as_str()];
+        let epoch = &accepted[0].1;
+        assert!(accepted.iter().all(|(_, e)| e == epoch), "{key}: one epoch");
+        let offsets: Vec<u64> = seen.pushes.iter().map(|p| p.1).collect();
+        let expected: Vec<u64> = (1..=accepted.last().unwrap().0).collect();
+        assert_eq!(offsets, expected, "{key}: each push once, in order, no gap");
+        assert!(
+            seen.pushes.iter().all(|p| &p.0 == epoch),
+            "{key}: one epoch"
+        );
+        for (offset, _) in accepted {
+            let body = &seen.pushes[*offset as usize - 1].2;
+            assert!(body.starts_with(&format!("{key}:")), "{key}: {body}");
+        }
+        assert!(
+            !seen.openings.iter().any(|o| o.starts_with('g')),
+            "{key}: nothing was lost, so nothing is gone: {:?}",
+            seen.openings
+        );
+        moved += seen.closes.iter().filter(|c| **c == Some(4001)).count();
+        crashed += seen.closes.iter().filter(|c| **c != Some(4001)).count();
+        resumed += seen.openings.iter().filter(|o| *o == "r").count();
+    }
+    eprintln!(
+        "history e2e: {} keys, {} pushes accepted, {refused} refused and retried, {moved} moved (4001), {crashed} other closes, {resumed} resumed",
+        keys.len(),
+        accepted.values().map(Vec::len).sum::<usize>()
+    );
+    assert!(moved > 0, "the scale-up moved some keys");
+    assert!(crashed > 0, "the crash closed some clients");
+    assert_eq!(resumed, moved + crashed, "every reconnect resumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_history_is_told_and_plain_clients_are_untouched() {
+    let dev = Dev::start_with(3, HISTORY).await;
+    let key = "g-1";
+    let first = push(&dev, key, "before").await.unwrap();
+    assert_eq!(first.0, 1);
+
+    // A plain client (no wsring.v1 offered): plain frames, no protocol.
+    let mut plain = support::Client::connect(&dev.url(key), key).await;
+    plain.send_text("echo").await;
+    assert_eq!(
+        plain.next_event(WAIT).await,
+        Some(Event::Text("echo".into()))
+    );
+    push(&dev, key, "live").await.unwrap();
+    assert_eq!(
+        plain.next_event(WAIT).await,
+        Some(Event::Text("live".into()))
+    );
+
+    // Resuming from before 60 further pushes (size 50): trimmed, told,
+    // then live from the current position.
+    let stale = Position {
+        epoch: first.1.clone(),
+        offset: 1,
+    };
+    for n in 0..60 {
+        push(&dev, key, &format!("n{n}")).await.unwrap();
+    }
+    let seen = Mutex::new(Seen::default());
+    let opened =
+        one_connection_until(&dev, key, Some(stale), &seen, |s| !s.openings.is_empty()).await;
+    assert_eq!(opened.openings, ["g:trimmed"]);
+    assert_eq!(
+        opened.position,
+        Some(Position {
+            epoch: first.1.clone(),
+            offset: 62
+        })
+    );
+
+    // An epoch that is not the key's: gone (epoch).
+    let foreign = Position {
+        epoch: "0123456789abcdef".into(),
+        offset: 3,
+    };
+    let seen = Mutex::new(Seen::default());
+    let opened =
+        one_connection_until(&dev, key, Some(foreign), &seen, |s| !s.openings.is_empty()).await;
+    assert_eq!(opened.openings, ["g:epoch"]);
+
+    // Resuming from within the history: exactly what was missed.
+    let recent = Position {
+        epoch: first.1.clone(),
+        offset: 59,
+    };
+    let seen = Mutex::new(Seen::default());
+    let opened =
+        one_connection_until(&dev, key, Some(recent), &seen, |s| s.pushes.len() == 3).await;
+    assert_eq!(opened.openings, ["r"]);
+    let bodies: Vec<&str> = opened.pushes.iter().map(|p| p.2.as_str()).collect();
+    assert_eq!(bodies, ["n57", "n58", "n59"]);
+
+    // A malformed resume token is refused (400) through the router.
+    let mut request = dev.url(key).into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "wsring.v1, wsring.since.nope".parse().unwrap(),
+    );
+    let error = tokio_tungstenite::connect_async(request).await.unwrap_err();
+    assert!(error.to_string().contains("400"), "{error}");
+    plain.close().await;
+}
+
+/// One `wsring.v1` connection that stays open until `done` holds for what it saw.
+async fn one_connection_until(
+    dev: &Dev,
+    key: &str,
+    since: Option<Position>,
+    seen: &Mutex<Seen>,
+    done: impl Fn(&Seen) -> bool,
+) -> Seen {
+    let url = dev.url(key);
+    let connection = one_connection(&url, since, seen);
+    let watch = until("the connection saw what it should", || {
+        done(&seen.lock().unwrap())
+    });
+    tokio::select! {
+        close = connection => panic!("connection ended early: {close:?}"),
+        () = watch => {}
+    }
+    std::mem::take(&mut *seen.lock().unwrap())
+}
+
+#[tokio::test]
+async fn history_needs_a_real_redis() {
+    let output = support::wsring_command("dev")
+        .args(["--builtin-bus", "--history-size", "10", "--token", "t"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--control-listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--history-size"), "{stderr}");
+    assert!(stderr.contains("redis-server"), "{stderr}");
+}
+
+/// `push` answers carry the position (the README's push example).
+#[tokio::test]
+async fn push_answers_carry_the_position() {
+    let dev = Dev::start_with(1, HISTORY).await;
+    let (status, body) = dev
+        .admin(
+            Method::POST,
+            "/v1/keys/alice/messages",
+            Some(("text/plain", b"hi".to_vec())),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["pod"], "pod-0");
+    assert_eq!(answer["delivered"], 0);
+    assert_eq!(answer["offset"], 1);
+    assert_eq!(answer["epoch"].as_str().map(str::len), Some(16));
+}

@@ -1,0 +1,512 @@
+//! Per-key history in Redis: every accepted push is stored before the push
+//! API answers, so a `wsring.v1` client that reconnects gets what it missed.
+//!
+//! A key's history is two Redis keys in one hash slot
+//! ([`wsring_core::protocol::history_keys`]): a stream of pushes, whose entry
+//! ids are the offsets (`1-0`, `2-0`, …), and a small hash holding the epoch and
+//! the last offset. Each operation is one Lua script, so appends, reads and the
+//! epoch never race between pods:
+//!
+//! - [`History::append`] creates the epoch if there is none, takes the next
+//!   offset, adds the entry (stream trimmed to `size`, expiring `ttl` after the
+//!   last push), and announces `<epoch> <offset> <key>` on the cluster's history
+//!   channel, in stream order.
+//! - [`History::read`] answers a connecting client: a fresh start at the last
+//!   offset, everything after its position, or why that is gone.
+//!
+//! The epoch outlives the stream ([`EPOCH_KEEP`]): a stream that expired for
+//! lack of pushes leaves its epoch and offsets in place, so a client that saw
+//! everything simply continues, and one that missed trimmed entries is told
+//! `trimmed`. A new epoch means the history itself was lost: the hash expired
+//! or vanished with Redis, or a client held a position the stream never
+//! reached (writes lost in a failover), which this read also turns into a new
+//! epoch so every client of the key learns of the loss.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use wsring_core::protocol::{history_channel, history_keys};
+use wsring_core::resume::{GoneReason, Position};
+
+use crate::Error;
+
+/// How long a key's epoch and last offset stay after its last push or
+/// connection, at least (the stream itself keeps only `ttl`).
+pub const EPOCH_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// Largest `--history-size`: a resume replays at most this many pushes.
+pub const MAX_HISTORY_SIZE: usize = 100_000;
+
+/// How long one Redis command may take.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Creates the epoch if missing; shared head of both scripts.
+const FRESH_EPOCH: &str = r"
+local function fresh_epoch()
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', ARGV[1], 'last', 0)
+  return ARGV[1]
+end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then epoch = fresh_epoch() end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+";
+
+/// KEYS: log, pos. ARGV: new epoch, pos ttl ms, log ttl ms, size, kind, data,
+/// channel, key. Returns {epoch, offset}.
+const APPEND: &str = r"
+local offset = redis.call('HINCRBY', KEYS[2], 'last', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], offset .. '-0', 't', ARGV[5], 'd', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[7], epoch .. ' ' .. offset .. ' ' .. ARGV[8])
+return {epoch, offset}
+";
+
+/// KEYS: log, pos. ARGV: new epoch, pos ttl ms, since epoch ('' for none),
+/// since offset. Returns {status, epoch, last, reason, id, kind, data, ...}.
+const READ: &str = r"
+local last = tonumber(redis.call('HGET', KEYS[2], 'last'))
+if ARGV[3] == '' then return {'start', epoch, last, ''} end
+if ARGV[3] ~= epoch then return {'gone', epoch, last, 'epoch'} end
+local after = tonumber(ARGV[4])
+if after > last then
+  epoch = fresh_epoch()
+  return {'gone', epoch, 0, 'epoch'}
+end
+local out = {'resumed', epoch, last, ''}
+if after == last then return out end
+local entries = redis.call('XRANGE', KEYS[1], (after + 1) .. '-0', '+')
+if #entries == 0 or entries[1][1] ~= (after + 1) .. '-0' then
+  return {'gone', epoch, last, 'trimmed'}
+end
+for _, entry in ipairs(entries) do
+  table.insert(out, entry[1])
+  table.insert(out, entry[2][2])
+  table.insert(out, entry[2][4])
+end
+return out
+";
+
+/// `--history-size` and `--history-ttl`, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistorySettings {
+    /// Pushes kept per key (1..=[`MAX_HISTORY_SIZE`]).
+    pub size: usize,
+    /// How long a key's pushes are kept after its last push.
+    pub ttl: Duration,
+}
+
+/// One stored push read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    /// Its offset in the key's current epoch.
+    pub offset: u64,
+    /// The frame, text or binary as pushed.
+    pub message: Message,
+}
+
+/// What a connecting client gets from the history.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Opening {
+    /// No position given: live pushes follow this one.
+    Start(Position),
+    /// Everything after the client's position, then live pushes after `Position`.
+    Resumed(Position, Vec<Stored>),
+    /// The client's position can no longer be served; live pushes follow this one.
+    Gone(Position, GoneReason),
+}
+
+/// The history of every key of one cluster.
+#[derive(Clone)]
+pub struct History {
+    conn: ConnectionManager,
+    namespace: String,
+    cluster: String,
+    channel: String,
+    settings: HistorySettings,
+    append: Script,
+    read: Script,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("channel", &self.channel)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// The history of `namespace`/`cluster` through `client`. Does not
+    /// connect yet (the pod starts while Redis is down); must be called inside
+    /// a Tokio runtime.
+    pub fn new(
+        client: redis::Client,
+        namespace: &str,
+        cluster: &str,
+        settings: HistorySettings,
+    ) -> Result<Self, Error> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(REDIS_TIMEOUT);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| Error::History(e.to_string()))?;
+        Ok(History {
+            conn,
+            namespace: namespace.to_string(),
+            cluster: cluster.to_string(),
+            channel: history_channel(namespace, cluster),
+            settings,
+            append: Script::new(&format!("{FRESH_EPOCH}{APPEND}")),
+            read: Script::new(&format!("{FRESH_EPOCH}{READ}")),
+        })
+    }
+
+    /// The channel on which stored pushes are announced.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Store a push to `key`; its position once Redis has it.
+    pub async fn append(&self, key: &str, message: &Message) -> Result<Position, Error> {
+        let (log, pos) = history_keys(&self.namespace, &self.cluster, key);
+        let (kind, data): (&str, &[u8]) = match message {
+            Message::Text(text) => ("t", text.as_bytes()),
+            Message::Binary(bytes) => ("b", bytes),
+            other => return Err(Error::History(format!("cannot store a {other:?} frame"))),
+        };
+        let mut conn = self.conn.clone();
+        let value: Value = self
+            .append
+            .key(log)
+            .key(pos)
+            .arg(new_epoch())
+            .arg(self.epoch_keep_ms())
+            .arg(millis(self.settings.ttl))
+            .arg(self.settings.size)
+            .arg(kind)
+            .arg(data)
+            .arg(&self.channel)
+            .arg(key)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| Error::History(e.to_string()))?;
+        let items = array(value)?;
+        match items.as_slice() {
+            [epoch, offset] => Ok(Position {
+                epoch: text(epoch)?,
+                offset: number(offset)?,
+            }),
+            _ => Err(unexpected("append")),
+        }
+    }
+
+    /// What a client connecting to `key` gets: a fresh start without
+    /// `since`, else what it missed after `since`, or why that is gone.
+    pub async fn read(&self, key: &str, since: Option<&Position>) -> Result<Opening, Error> {
+        let (log, pos) = history_keys(&self.namespace, &self.cluster, key);
+        let mut conn = self.conn.clone();
+        let value: Value = self
+            .read
+            .key(log)
+            .key(pos)
+            .arg(new_epoch())
+            .arg(self.epoch_keep_ms())
+            .arg(since.map_or("", |s| s.epoch.as_str()))
+            .arg(since.map_or(0, |s| s.offset))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| Error::History(e.to_string()))?;
+        let items = array(value)?;
+        let [status, epoch, last, reason, entries @ ..] = items.as_slice() else {
+            return Err(unexpected("read"));
+        };
+        let at = Position {
+            epoch: text(epoch)?,
+            offset: number(last)?,
+        };
+        match text(status)?.as_str() {
+            "start" => Ok(Opening::Start(at)),
+            "gone" => {
+                let reason = match text(reason)?.as_str() {
+                    "trimmed" => GoneReason::Trimmed,
+                    _ => GoneReason::Epoch,
+                };
+                Ok(Opening::Gone(at, reason))
+            }
+            "resumed" => {
+                let stored = entries
+                    .chunks(3)
+                    .map(stored)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Opening::Resumed(at, stored))
+            }
+            _ => Err(unexpected("read")),
+        }
+    }
+
+    fn epoch_keep_ms(&self) -> u64 {
+        millis(self.settings.ttl.max(EPOCH_KEEP))
+    }
+}
+
+/// A new epoch: 64 random bits, 16 hex digits.
+fn new_epoch() -> String {
+    wsring_core::bearer::random_token()[..16].to_string()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn stored(entry: &[Value]) -> Result<Stored, Error> {
+    let [id, kind, data] = entry else {
+        return Err(unexpected("read"));
+    };
+    let id = text(id)?;
+    let offset = id
+        .strip_suffix("-0")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::History(format!("unexpected stream id {id:?}")))?;
+    let data = match data {
+        Value::BulkString(bytes) => bytes::Bytes::from(bytes.clone()),
+        _ => return Err(unexpected("read")),
+    };
+    let message = match text(kind)?.as_str() {
+        "t" => Message::Text(
+            Utf8Bytes::try_from(data)
+                .map_err(|_| Error::History("stored text is not UTF-8".into()))?,
+        ),
+        _ => Message::Binary(data),
+    };
+    Ok(Stored { offset, message })
+}
+
+fn array(value: Value) -> Result<Vec<Value>, Error> {
+    match value {
+        Value::Array(items) => Ok(items),
+        other => Err(Error::History(format!("unexpected answer {other:?}"))),
+    }
+}
+
+fn text(value: &Value) -> Result<String, Error> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone())
+            .map_err(|_| Error::History("answer is not UTF-8".into())),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::Int(n) => Ok(n.to_string()),
+        other => Err(Error::History(format!("unexpected answer {other:?}"))),
+    }
+}
+
+fn number(value: &Value) -> Result<u64, Error> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).map_err(|_| unexpected("offset")),
+        other => text(other)?.parse().map_err(|_| unexpected("offset")),
+    }
+}
+
+fn unexpected(what: &str) -> Error {
+    Error::History(format!("unexpected answer of the {what} script"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real redis-server (wsring_core::harness); the whole contract of the
+    /// two scripts.
+    #[tokio::test]
+    async fn append_read_trim_and_lose() {
+        let redis = wsring_core::harness::RedisServer::start()
+            .await
+            .expect("redis-server (see README prerequisites)");
+        let client = redis::Client::open(redis.url()).unwrap();
+        let settings = HistorySettings {
+            size: 3,
+            ttl: Duration::from_secs(60),
+        };
+        let history = History::new(client.clone(), "ns", "chat", settings).unwrap();
+
+        let Opening::Start(start) = history.read("k", None).await.unwrap() else {
+            panic!("a fresh key starts");
+        };
+        assert_eq!(start.offset, 0);
+        assert_eq!(start.epoch.len(), 16);
+
+        let mut positions = Vec::new();
+        for n in 1..=4 {
+            let message = if n == 2 {
+                Message::binary(vec![0u8, 0xff])
+            } else {
+                Message::text(format!("m{n}"))
+            };
+            positions.push(history.append("k", &message).await.unwrap());
+        }
+        assert_eq!(
+            positions.iter().map(|p| p.offset).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert!(positions.iter().all(|p| p.epoch == start.epoch));
+
+        // After 1: 2..4 are all still there (size 3).
+        let Opening::Resumed(at, stored) = history.read("k", Some(&positions[0])).await.unwrap()
+        else {
+            panic!("resumable");
+        };
+        assert_eq!(at, positions[3]);
+        assert_eq!(
+            stored,
+            vec![
+                Stored {
+                    offset: 2,
+                    message: Message::binary(vec![0u8, 0xff])
+                },
+                Stored {
+                    offset: 3,
+                    message: Message::text("m3")
+                },
+                Stored {
+                    offset: 4,
+                    message: Message::text("m4")
+                },
+            ]
+        );
+        // Up to date: nothing to replay.
+        assert_eq!(
+            history.read("k", Some(&positions[3])).await.unwrap(),
+            Opening::Resumed(positions[3].clone(), vec![])
+        );
+        // Before the first kept entry: trimmed.
+        let before = Position {
+            epoch: start.epoch.clone(),
+            offset: 0,
+        };
+        assert_eq!(
+            history.read("k", Some(&before)).await.unwrap(),
+            Opening::Gone(positions[3].clone(), GoneReason::Trimmed)
+        );
+        // Another epoch: gone, the current position given.
+        let other = Position {
+            epoch: "0123456789abcdef".into(),
+            offset: 4,
+        };
+        assert_eq!(
+            history.read("k", Some(&other)).await.unwrap(),
+            Opening::Gone(positions[3].clone(), GoneReason::Epoch)
+        );
+        // A position the stream never reached (a failover lost writes): a new
+        // epoch, so every client of the key learns of the loss.
+        let ahead = Position {
+            epoch: start.epoch.clone(),
+            offset: 9,
+        };
+        let Opening::Gone(renewed, GoneReason::Epoch) =
+            history.read("k", Some(&ahead)).await.unwrap()
+        else {
+            panic!("ahead of the stream");
+        };
+        assert_ne!(renewed.epoch, start.epoch);
+        assert_eq!(renewed.offset, 0);
+        assert_eq!(
+            history.read("k", Some(&positions[3])).await.unwrap(),
+            Opening::Gone(renewed.clone(), GoneReason::Epoch)
+        );
+        let next = history.append("k", &Message::text("new")).await.unwrap();
+        assert_eq!(
+            next,
+            Position {
+                epoch: renewed.epoch.clone(),
+                offset: 1
+            }
+        );
+
+        // The stream expired but the epoch stayed: a client that saw
+        // everything continues; one that missed a push is told it is trimmed.
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (log, _) = history_keys("ns", "chat", "k");
+        let _: () = redis::cmd("DEL")
+            .arg(&log)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            history.read("k", Some(&next)).await.unwrap(),
+            Opening::Resumed(next.clone(), vec![])
+        );
+        let behind = Position {
+            epoch: renewed.epoch.clone(),
+            offset: 0,
+        };
+        assert_eq!(
+            history.read("k", Some(&behind)).await.unwrap(),
+            Opening::Gone(next.clone(), GoneReason::Trimmed)
+        );
+        // Everything lost (FLUSHALL): a new epoch.
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+        let Opening::Gone(after_flush, GoneReason::Epoch) =
+            history.read("k", Some(&next)).await.unwrap()
+        else {
+            panic!("lost history is a new epoch");
+        };
+        assert_ne!(after_flush.epoch, renewed.epoch);
+    }
+
+    #[tokio::test]
+    async fn appends_are_announced_in_order_and_expire() {
+        let redis = wsring_core::harness::RedisServer::start().await.unwrap();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let settings = HistorySettings {
+            size: 10,
+            ttl: Duration::from_millis(300),
+        };
+        let history = History::new(client.clone(), "ns", "chat", settings).unwrap();
+        let (mut sink, mut stream) = client.get_async_pubsub().await.unwrap().split();
+        sink.subscribe(history.channel()).await.unwrap();
+        let a = history.append("room 1", &Message::text("a")).await.unwrap();
+        let b = history.append("room 1", &Message::text("b")).await.unwrap();
+        use futures_util::StreamExt;
+        for at in [&a, &b] {
+            let message = stream.next().await.unwrap();
+            let payload: String = message.get_payload().unwrap();
+            assert_eq!(payload, format!("{} {} room 1", at.epoch, at.offset));
+        }
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (log, pos) = history_keys("ns", "chat", "room 1");
+        let log_ttl: i64 = redis::cmd("PTTL")
+            .arg(&log)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let pos_ttl: i64 = redis::cmd("PTTL")
+            .arg(&pos)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((1..=300).contains(&log_ttl), "{log_ttl}");
+        assert!(
+            pos_ttl > 300_000,
+            "the epoch outlives the stream: {pos_ttl}"
+        );
+    }
+
+    #[tokio::test]
+    async fn redis_down_is_an_error_not_a_hang() {
+        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+        let settings = HistorySettings {
+            size: 10,
+            ttl: Duration::from_secs(1),
+        };
+        let history = History::new(client, "ns", "c", settings).unwrap();
+        let error = history.append("k", &Message::text("x")).await.unwrap_err();
+        assert!(matches!(error, Error::History(_)), "{error}");
+        assert!(history.read("k", None).await.is_err());
+    }
+}
