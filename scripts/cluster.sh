@@ -28,7 +28,7 @@
 # and labelled as a stand-in).
 #
 # Needs root, Go, cargo, and Debian's containerd, runc, containernetworking-plugins,
-# etcd-server, iptables, openssl (installed here when missing).
+# etcd-server, iptables, conntrack, ipset, openssl (installed here when missing).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -151,6 +151,8 @@ install_packages() {
   command -v etcd >/dev/null || need+=(etcd-server)
   command -v iptables >/dev/null || need+=(iptables)
   command -v conntrack >/dev/null || need+=(conntrack)
+  # kube-router's NetworkPolicy firewall refuses to start without it.
+  command -v ipset >/dev/null || need+=(ipset)
   command -v openssl >/dev/null || need+=(openssl)
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v nsenter >/dev/null || need+=(util-linux)

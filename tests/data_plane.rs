@@ -365,7 +365,7 @@ async fn malformed_control_messages_change_nothing() {
     dev.wait_for_members(&["pod-0", "pod-1"]).await;
     let keys = keys(50);
     let mut clients = connect_all(&dev, &keys).await;
-    let redis = redis::Client::open(dev.redis.url()).unwrap();
+    let redis = redis::Client::open(dev.redis_url.as_str()).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     for pod in ["pod-0", "pod-1"] {
         let channel =

@@ -269,6 +269,7 @@ fn close_code_tables_list_exactly_the_protocol_codes() {
         CLOSE_POLICY_VIOLATION,
         CLOSE_TOO_BIG,
         CLOSE_INTERNAL_ERROR,
+        CLOSE_TRY_AGAIN_LATER,
     ]
     .into();
     assert_eq!(

@@ -104,8 +104,9 @@ async fn redis_outage_falls_back_to_router_closes_and_resubscribes() {
     assert_on_owners(&clients, &three);
 
     // Redis goes away: traffic and routing carry on.
-    let port = dev.redis.port();
-    dev.redis.stop();
+    let server = dev.redis.as_mut().expect("a redis-server of its own");
+    let port = server.port();
+    server.stop();
     let down_at = Instant::now();
     assert_untouched(clients.iter_mut(), "redis down").await;
     let mut fresh = Vec::new();
@@ -148,9 +149,11 @@ async fn redis_outage_falls_back_to_router_closes_and_resubscribes() {
 
     // Redis comes back on the same port after the outage.
     tokio::time::sleep(OUTAGE.saturating_sub(down_at.elapsed())).await;
-    dev.redis = RedisServer::start_on(port, &[])
-        .await
-        .expect("redis-server restarts on its port");
+    dev.redis = Some(
+        RedisServer::start_on(port, &[])
+            .await
+            .expect("redis-server restarts on its port"),
+    );
     eprintln!(
         "redis was down for {:?}; restarted on port {port}",
         down_at.elapsed()

@@ -361,6 +361,144 @@ async fn history_needs_a_real_redis() {
     assert!(stderr.contains("redis-server"), "{stderr}");
 }
 
+/// A Redis that loses its primary mid-run (SIGKILL; the Sentinel promotes a
+/// replica): pushes are refused while there is no primary and retried,
+/// resets and the history follow the new primary, and every accepted push
+/// still reaches its client once and in order (`--history-replicas 1`: a
+/// push counts only once a replica has it). No epoch changes: nothing a
+/// client saw was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_resets_survive_a_sentinel_failover() {
+    let mut group = wsring_core::harness::SentinelGroup::start()
+        .await
+        .expect("redis-server can run a primary, a replica and a Sentinel");
+    let dev = Dev::start_against(
+        None,
+        group.url(),
+        3,
+        &["--history-size", "200", "--history-replicas", "1"],
+    )
+    .await;
+    let keys: Vec<String> = (0..20).map(|i| format!("f-{i}")).collect();
+    let clients: HashMap<&str, _> = keys
+        .iter()
+        .map(|k| (k.as_str(), resuming_client(&dev, k)))
+        .collect();
+    until("every client opened", || {
+        clients
+            .values()
+            .all(|(seen, _)| !seen.lock().unwrap().openings.is_empty())
+    })
+    .await;
+
+    let mut accepted: HashMap<&str, Vec<(u64, String)>> = HashMap::new();
+    let mut refused = 0;
+    let mut failover_at = None;
+    for round in 0..8 {
+        if round == 2 {
+            let started = std::time::Instant::now();
+            group.kill_primary_and_fail_over().await.expect("failover");
+            failover_at = Some(started.elapsed());
+        }
+        if round == 5 {
+            // Resets after the failover go through the new primary.
+            let (status, body) = dev.control(Method::POST, "/pods").await;
+            assert_eq!(status, 201, "{body}");
+        }
+        for key in &keys {
+            let body = format!("{key}:{round}");
+            let mut tries = 0;
+            loop {
+                match push(&dev, key, &body).await {
+                    Ok(position) => {
+                        accepted.entry(key).or_default().push(position);
+                        break;
+                    }
+                    Err(error) => {
+                        refused += 1;
+                        tries += 1;
+                        assert!(tries < 500, "push to {key} never accepted: {error}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+    }
+    let caught_up = |k: &String| {
+        let last = accepted[k.as_str()].last().unwrap().0;
+        clients[k.as_str()]
+            .0
+            .lock()
+            .unwrap()
+            .pushes
+            .last()
+            .is_some_and(|p| p.1 >= last)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !keys.iter().all(caught_up) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for key in keys.iter().filter(|k| !caught_up(k)) {
+        let seen = clients[key.as_str()].0.lock().unwrap();
+        eprintln!(
+            "{key}: accepted up to {:?}, saw {:?}, openings {:?}, closes {:?}",
+            accepted[key.as_str()].last(),
+            seen.pushes.iter().map(|p| p.1).collect::<Vec<_>>(),
+            seen.openings,
+            seen.closes
+        );
+    }
+    assert!(
+        keys.iter().all(caught_up),
+        "every client has its key's last push"
+    );
+    let (mut moved, mut closed_by_router) = (0, 0);
+    for key in &keys {
+        let seen = clients[key.as_str()].0.lock().unwrap();
+        let accepted = &accepted[key.as_str()];
+        // A push refused because no replica confirmed it in time may still
+        // be in the stream (and then reach the client): only accepted pushes
+        // are promised, each exactly once and in order.
+        let offsets: Vec<u64> = seen.pushes.iter().map(|p| p.1).collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "{key}: once and in order: {offsets:?}"
+        );
+        for (offset, _) in accepted {
+            assert!(
+                offsets.contains(offset),
+                "{key}: accepted {offset} missing; saw {offsets:?}, openings {:?}, closes {:?}",
+                seen.openings,
+                seen.closes
+            );
+        }
+        assert!(
+            accepted.iter().all(|(_, e)| *e == accepted[0].1),
+            "{key}: the replica kept the history: one epoch"
+        );
+        assert!(
+            !seen.openings.iter().any(|o| o.starts_with('g')),
+            "{key}: nothing lost: {:?}",
+            seen.openings
+        );
+        moved += seen.closes.iter().filter(|c| **c == Some(4001)).count();
+        closed_by_router += seen.closes.iter().filter(|c| c.is_none()).count();
+    }
+    for (_, task) in clients.values() {
+        task.abort();
+    }
+    eprintln!(
+        "sentinel failover: promoted in {failover_at:?}; {} pushes accepted, {refused} refused and retried; after the scale-up {moved} moved with 4001, {closed_by_router} closed by the router (reset not heard yet)",
+        accepted.values().map(Vec::len).sum::<usize>()
+    );
+    // A reset the pods cannot hear yet (still resubscribing to the new
+    // primary) falls back to the router's own close, as during any outage.
+    assert!(
+        moved + closed_by_router > 0,
+        "the scale-up moved keys, by reset or by the router's close"
+    );
+}
+
 /// `push` answers carry the position (the README's push example).
 #[tokio::test]
 async fn push_answers_carry_the_position() {

@@ -612,6 +612,7 @@ async fn the_environment_the_operator_builds_is_what_the_binaries_read() {
         history: Some(wsring_operator::crd::HistorySpec {
             size: 10,
             ttl: "1m".into(),
+            replicas: 0,
         }),
     });
     spec.validate().expect("a valid spec");

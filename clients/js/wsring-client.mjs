@@ -31,10 +31,11 @@
 export const CLOSE_RING_MOVED = 4001;
 /** Close code: the pod is draining (SIGTERM); reconnect with backoff. */
 export const CLOSE_GOING_AWAY = 1001;
+/** Close code: the key's history cannot be read right now; reconnect with
+ * backoff and resume from the same position. */
+export const CLOSE_TRY_AGAIN_LATER = 1013;
 /** The subprotocol of positioned pushes and resume (docs/interfaces.md). */
 export const SUBPROTOCOL = 'wsring.v1';
-/** Epoch of a `gone` frame when the pod could not read the history at all. */
-const UNKNOWN_EPOCH = '0';
 
 /** Last positions per key, shared by the clients of this page or process. */
 const POSITIONS = new Map();
@@ -75,7 +76,7 @@ export function keyUrl(base, key, keyParam = DEFAULTS.keyParam) {
  */
 export function offeredProtocols(position) {
   const protocols = [SUBPROTOCOL];
-  if (position && position.epoch !== UNKNOWN_EPOCH) {
+  if (position) {
     protocols.push(`wsring.since.${position.epoch}.${position.offset}`);
   }
   return protocols;

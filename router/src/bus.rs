@@ -1,57 +1,58 @@
 //! Publishing control messages to Redis.
 //!
-//! One lazily connected, self-reconnecting [`ConnectionManager`]: the router
-//! starts (and keeps routing) while Redis is down, and the first publish after
-//! Redis comes back reconnects. Publishing is best effort by design: Redis
-//! pub/sub is at-most-once anyway, and every reset is backed by the router's
-//! own close after the reset timeout.
+//! One lazily connected [`PrimaryLink`]: the router starts (and keeps routing)
+//! while Redis is down, the first publish after Redis comes back reconnects,
+//! and after a Sentinel failover it reconnects to the promoted primary.
+//! Publishing is best effort by design: Redis pub/sub is at-most-once anyway,
+//! and every reset is backed by the router's own close after the reset timeout.
 //!
-//! The client comes from `wsring_core::redis_args` (URL, password, private
-//! CA), shared with ws-pod.
+//! The target comes from `wsring_core::redis_args` (URL, password, private
+//! CA, Sentinel), shared with ws-pod.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use wsring_core::redis_target::{PrimaryLink, RedisTarget};
 
 use crate::Error;
 
 /// How long one connection attempt or one command may take before it counts as failed.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A Redis publisher.
-#[derive(Clone)]
+/// A Redis publisher; clones share the connection.
+#[derive(Clone, Debug)]
 pub struct Publisher {
-    conn: ConnectionManager,
-}
-
-impl std::fmt::Debug for Publisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher").finish_non_exhaustive()
-    }
+    link: std::sync::Arc<PrimaryLink>,
 }
 
 impl Publisher {
-    /// A publisher through `client` (from `RedisArgs::client`). Does not
-    /// connect yet; must be called inside a Tokio runtime.
-    pub fn new(client: redis::Client) -> Result<Self, Error> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(REDIS_TIMEOUT);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Publisher { conn })
+    /// A publisher to `target` (from `RedisArgs::target`). Does not connect yet.
+    pub fn new(target: RedisTarget) -> Self {
+        Publisher {
+            link: std::sync::Arc::new(PrimaryLink::new(target, REDIS_TIMEOUT)),
+        }
     }
 
     /// `PUBLISH channel payload`; returns how many subscribers received it.
+    /// A failure is retried once on a new connection: the first publish
+    /// after a failover finds the old primary gone, the retry the new one.
     pub async fn publish(&self, channel: &str, payload: &str) -> Result<u64, Error> {
-        let mut conn = self.conn.clone();
-        let receivers: u64 = redis::cmd("PUBLISH")
+        match self.publish_once(channel, payload).await {
+            Ok(receivers) => Ok(receivers),
+            Err(_) => Ok(self.publish_once(channel, payload).await?),
+        }
+    }
+
+    async fn publish_once(&self, channel: &str, payload: &str) -> redis::RedisResult<u64> {
+        let mut conn = self.link.connection().await?;
+        let published = redis::cmd("PUBLISH")
             .arg(channel)
             .arg(payload)
             .query_async(&mut conn)
-            .await?;
-        Ok(receivers)
+            .await;
+        if published.is_err() {
+            self.link.failed().await;
+        }
+        published
     }
 }
 
@@ -62,7 +63,7 @@ mod tests {
     #[tokio::test]
     async fn a_publisher_starts_while_redis_is_down() {
         let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
-        let publisher = Publisher::new(client).expect("lazy: no connection yet");
+        let publisher = Publisher::new(RedisTarget::single(client));
         let err = publisher.publish("wsring:reset:p", "{}").await.unwrap_err();
         assert!(matches!(err, Error::Redis(_)), "{err}");
     }

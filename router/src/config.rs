@@ -218,7 +218,7 @@ impl Config {
         let origins = OriginPolicy::new(&self.allowed_origins, self.require_origin)?;
         let redis = self
             .redis
-            .client()
+            .target()
             .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Settings {
             token,
@@ -271,8 +271,9 @@ pub(crate) struct Settings {
     pub router_id: String,
     /// The parsed `--allowed-origins` / `--require-origin`.
     pub origins: OriginPolicy,
-    /// The Redis client (password override and private CA applied); not connected.
-    pub redis: Option<redis::Client>,
+    /// The Redis server or Sentinel group (password override and private CA
+    /// applied); not connected.
+    pub redis: Option<wsring_core::redis_target::RedisTarget>,
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ impl Router {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let settings = config.resolve()?;
         let publisher = match settings.redis.clone() {
-            Some(client) => Some(Publisher::new(client)?),
+            Some(target) => Some(Publisher::new(target)),
             None => {
                 tracing::warn!("no --redis-url: moved connections are closed by the router at the reset timeout");
                 None

@@ -73,6 +73,10 @@ pub struct DevArgs {
     /// How long a key's pushes are kept after its last push (`30s`, `5m`, `1h`).
     #[arg(long, default_value = ws_pod::config::DEFAULT_HISTORY_TTL)]
     pub history_ttl: String,
+    /// Replicas that must have a push before it counts (Redis `WAIT`; with
+    /// `--redis redis+sentinel://…`); 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub history_replicas: usize,
 }
 
 impl DevArgs {
@@ -82,6 +86,7 @@ impl DevArgs {
         if self.history_size > 0 {
             args.push(format!("--history-size={}", self.history_size));
             args.push(format!("--history-ttl={}", self.history_ttl));
+            args.push(format!("--history-replicas={}", self.history_replicas));
         }
         args.extend(self.pod_args.iter().cloned());
         args

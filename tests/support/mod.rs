@@ -52,8 +52,11 @@ pub struct Dev {
     pub control: String,
     /// Bearer token of admin, push and control APIs.
     pub token: String,
-    /// The Redis the data plane uses.
-    pub redis: RedisServer,
+    /// The redis-server the data plane uses (`None` with a Sentinel group:
+    /// the test holds the group).
+    pub redis: Option<RedisServer>,
+    /// The `--redis` URL the data plane was given.
+    pub redis_url: String,
     http: AdminClient,
 }
 
@@ -66,6 +69,18 @@ impl Dev {
     /// Like [`Dev::start`] with extra `wsring dev` arguments.
     pub async fn start_with(pods: usize, extra: &[&str]) -> Dev {
         let redis = RedisServer::start().await.expect("redis-server on PATH");
+        let url = redis.url();
+        Self::start_against(Some(redis), url, pods, extra).await
+    }
+
+    /// Like [`Dev::start_with`] against the Redis at `redis_url` (e.g. a
+    /// `redis+sentinel://` group the test runs).
+    pub async fn start_against(
+        redis: Option<RedisServer>,
+        redis_url: String,
+        pods: usize,
+        extra: &[&str],
+    ) -> Dev {
         let (public, admin, control) = (
             free_addr().unwrap(),
             free_addr().unwrap(),
@@ -77,7 +92,7 @@ impl Dev {
             listen: public,
             admin,
             control,
-            redis_url: redis.url(),
+            redis_url: redis_url.clone(),
             token: "test-token".into(),
             args: extra.iter().map(|a| a.to_string()).collect(),
             logs: Logs::Inherit,
@@ -93,6 +108,7 @@ impl Dev {
             control: format!("http://{control}"),
             token: "test-token".into(),
             redis,
+            redis_url,
             http: AdminClient::new(),
         }
     }
@@ -398,7 +414,7 @@ impl Dev {
 
     /// Subscribers of a pod's reset channel (`PUBSUB NUMSUB`: sends nothing to the pod).
     pub async fn reset_subscribers(&self, pod: &str) -> Option<u64> {
-        let client = redis::Client::open(self.redis.url()).ok()?;
+        let client = redis::Client::open(self.redis_url.as_str()).ok()?;
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
         let channel =
             wsring_core::protocol::pod_channel(wsring_core::protocol::LOCAL_NAMESPACE, "dev", pod);

@@ -17,7 +17,7 @@ use wsring_core::router_auth::RouterAuth;
 use wsring_core::token_args::TokenArgs;
 
 use crate::handshake::Admission;
-use crate::history::{HistorySettings, MAX_HISTORY_SIZE};
+use crate::history::{HistorySettings, MAX_HISTORY_REPLICAS, MAX_HISTORY_SIZE};
 use crate::Error;
 
 /// Default `--listen`: every interface, the pod WebSocket port routers dial.
@@ -150,6 +150,11 @@ pub struct Config {
     /// How long a key's pushes are kept after its last push (`30s`, `5m`, `1h`).
     #[arg(long, env = "WSRING_HISTORY_TTL", default_value = DEFAULT_HISTORY_TTL)]
     pub history_ttl: String,
+
+    /// Replicas that must have a push (Redis `WAIT`) before it is delivered
+    /// and answered, so a Redis failover loses no push a client saw; 0: none.
+    #[arg(long, env = "WSRING_HISTORY_REPLICAS", default_value_t = 0)]
+    pub history_replicas: usize,
 }
 
 impl Default for Config {
@@ -178,6 +183,7 @@ impl Default for Config {
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             history_size: 0,
             history_ttl: DEFAULT_HISTORY_TTL.to_string(),
+            history_replicas: 0,
         }
     }
 }
@@ -189,8 +195,9 @@ pub(crate) struct Settings {
     pub pod_name: String,
     /// The Redis channel this pod listens on for resets.
     pub channel: String,
-    /// The Redis client (password override and private CA applied); not connected.
-    pub redis: Option<redis::Client>,
+    /// The Redis server or Sentinel group (password override and private CA
+    /// applied); not connected.
+    pub redis: Option<wsring_core::redis_target::RedisTarget>,
     /// Upstream app URL (`ws://…`, no path: the client's path is appended).
     pub upstream: Option<String>,
     /// Push API bearer token, also the key of the routers' signatures.
@@ -262,7 +269,7 @@ impl Config {
             pod_name,
             redis: self
                 .redis
-                .client()
+                .target()
                 .map_err(|e| Error::Config(e.to_string()))?,
             upstream: self.upstream.as_deref().map(check_upstream).transpose()?,
             admission: Admission {
@@ -315,9 +322,16 @@ impl Config {
                 "--history-size needs --redis-url: the history is kept in Redis".into(),
             ));
         }
+        if self.history_replicas > MAX_HISTORY_REPLICAS {
+            return Err(Error::Config(format!(
+                "--history-replicas {} is over {MAX_HISTORY_REPLICAS}",
+                self.history_replicas
+            )));
+        }
         Ok(Some(HistorySettings {
             size: self.history_size,
             ttl,
+            replicas: self.history_replicas,
         }))
     }
 }
@@ -397,7 +411,8 @@ mod tests {
             on.history,
             Some(HistorySettings {
                 size: 100,
-                ttl: Duration::from_secs(90)
+                ttl: Duration::from_secs(90),
+                replicas: 0,
             })
         );
         assert!(on.admission.speaks_v1);

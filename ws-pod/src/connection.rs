@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use wsring_core::protocol::{
     CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_PAYLOAD, CLOSE_POLICY_VIOLATION,
-    CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
+    CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN_LATER, CLOSE_TRY_AGAIN_LATER_REASON,
 };
 use wsring_core::resume::Position;
 
@@ -97,20 +97,37 @@ impl Outbound {
         }
     }
 
-    /// A push stored at `at` (only `wsring.v1` connections are sent these).
-    async fn positioned(&mut self, at: Position, message: Message) -> Batch {
+    /// A push stored at `at` (only `wsring.v1` connections are sent these);
+    /// an unreadable history is the close order 1013.
+    async fn positioned(&mut self, at: Position, message: Message) -> Result<Batch, CloseOrder> {
         match self {
-            Outbound::Plain => Batch::one(message),
-            Outbound::V1(cursor) => Batch::many(cursor.push(at, message).await),
+            Outbound::Plain => Ok(Batch::one(message)),
+            Outbound::V1(cursor) => cursor
+                .push(at, message)
+                .await
+                .map(Batch::many)
+                .map_err(|_| try_again_later()),
         }
     }
 
     /// What the history holds beyond the cursor.
-    async fn catch_up(&mut self, catch_up: CatchUp) -> Batch {
+    async fn catch_up(&mut self, catch_up: CatchUp) -> Result<Batch, CloseOrder> {
         match self {
-            Outbound::Plain => Batch::none(),
-            Outbound::V1(cursor) => Batch::many(cursor.catch_up(catch_up).await),
+            Outbound::Plain => Ok(Batch::none()),
+            Outbound::V1(cursor) => cursor
+                .catch_up(catch_up)
+                .await
+                .map(Batch::many)
+                .map_err(|_| try_again_later()),
         }
+    }
+}
+
+/// The close of a `wsring.v1` connection whose history cannot be read.
+fn try_again_later() -> CloseOrder {
+    CloseOrder {
+        code: CLOSE_TRY_AGAIN_LATER,
+        reason: CLOSE_TRY_AGAIN_LATER_REASON,
     }
 }
 
@@ -228,8 +245,14 @@ where
                     command = mailbox.recv() => match command {
                         Command::Close(order) => return Stop::Ordered(order),
                         Command::Push(message) => Batch::one(message),
-                        Command::Positioned(at, message) => outbound.positioned(at, message).await,
-                        Command::CatchUp(catch_up) => outbound.catch_up(catch_up).await,
+                        Command::Positioned(at, message) => match outbound.positioned(at, message).await {
+                            Ok(batch) => batch,
+                            Err(order) => return Stop::Ordered(order),
+                        },
+                        Command::CatchUp(catch_up) => match outbound.catch_up(catch_up).await {
+                            Ok(batch) => batch,
+                            Err(order) => return Stop::Ordered(order),
+                        },
                     },
                     next = app_rx.next() => match next {
                         Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
@@ -777,9 +800,14 @@ mod tests {
         let settings = HistorySettings {
             size: 100,
             ttl: std::time::Duration::from_secs(60),
+            replicas: 0,
         };
-        let history =
-            std::sync::Arc::new(History::new(client_redis.clone(), "ns", "c", settings).unwrap());
+        let history = std::sync::Arc::new(History::new(
+            wsring_core::redis_target::RedisTarget::single(client_redis.clone()),
+            "ns",
+            "c",
+            settings,
+        ));
         let text = |m: Message| match m {
             Message::Text(t) => t.to_string(),
             other => panic!("expected text, got {other:?}"),
@@ -799,7 +827,9 @@ mod tests {
 
         let first = history.append("k", &Message::text("one")).await.unwrap();
         let metrics = std::sync::Arc::new(Metrics::new());
-        let cursor = Cursor::open(history.clone(), metrics.clone(), "k", None).await;
+        let cursor = Cursor::open(history.clone(), metrics.clone(), "k", None)
+            .await
+            .expect("redis is up");
         let (server, mut client) = pair(1024).await;
         let (mailbox, shutdown) = setup();
         let _task = spawn_relay(
@@ -876,6 +906,53 @@ mod tests {
         let mut expected = format!("p {} 2\n", bin.epoch).into_bytes();
         expected.extend([0u8, 1]);
         assert_eq!(recv(&mut client).await, Message::binary(expected));
+    }
+
+    /// Redis gone mid-connection: the catch-up is retried for ~3 s, then the
+    /// client is closed with 1013 (resume later), not told to reload.
+    #[tokio::test]
+    async fn v1_closes_with_1013_when_the_history_stays_unreadable() {
+        use crate::cursor::Cursor;
+        use crate::history::{History, HistorySettings};
+        use crate::mailbox::CatchUp;
+        use crate::metrics::Metrics;
+
+        let mut redis = wsring_core::harness::RedisServer::start().await.unwrap();
+        let settings = HistorySettings {
+            size: 10,
+            ttl: std::time::Duration::from_secs(60),
+            replicas: 0,
+        };
+        let history = std::sync::Arc::new(History::new(
+            wsring_core::redis_target::RedisTarget::single(
+                redis::Client::open(redis.url()).unwrap(),
+            ),
+            "ns",
+            "c",
+            settings,
+        ));
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let cursor = Cursor::open(history, metrics.clone(), "k", None)
+            .await
+            .unwrap();
+        let (server, mut client) = pair(1024).await;
+        let (mailbox, shutdown) = setup();
+        let task = spawn_relay(
+            server,
+            echo(),
+            Outbound::V1(Box::new(cursor)),
+            mailbox.clone(),
+            shutdown,
+        );
+        assert!(matches!(recv(&mut client).await, Message::Text(t) if t.starts_with("s ")));
+        redis.stop();
+        mailbox.catch_up(CatchUp::Everything);
+        assert_eq!(
+            expect_close(&mut client).await,
+            (1013, CLOSE_TRY_AGAIN_LATER_REASON.to_string())
+        );
+        assert_eq!(task.await.unwrap(), Ending::Ordered(1013));
+        assert_eq!(metrics.history_errors.get(), 6, "one try and five retries");
     }
 
     /// A scripted app: the test reads what the relay sent it and feeds what it answers.

@@ -22,6 +22,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use wsring_core::protocol::{ControlMessage, CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON};
+use wsring_core::redis_target::RedisTarget;
 use wsring_core::resume::Position;
 
 use crate::metrics::Metrics;
@@ -188,7 +189,7 @@ pub struct Channels {
 
 /// Keep a subscription to the channels until `stop` fires, acting on every message.
 pub async fn subscribe(
-    client: redis::Client,
+    target: RedisTarget,
     channels: Channels,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
@@ -199,7 +200,7 @@ pub async fn subscribe(
     let channel = &channels.reset;
     loop {
         let session = session(
-            &client,
+            &target,
             &channels,
             &registry,
             &metrics,
@@ -227,7 +228,7 @@ pub async fn subscribe(
 
 /// One connection's worth of subscription: returns when the connection ends.
 async fn session(
-    client: &redis::Client,
+    target: &RedisTarget,
     channels: &Channels,
     registry: &Registry,
     metrics: &Metrics,
@@ -235,6 +236,8 @@ async fn session(
     backoff: &mut Duration,
 ) -> redis::RedisResult<()> {
     let connect = async {
+        // Asked anew on every attempt: after a Sentinel failover, the new primary.
+        let client = target.primary().await?;
         let (mut sink, stream) = client.get_async_pubsub().await?.split();
         sink.subscribe(&channels.reset).await?;
         if let Some(history) = &channels.history {

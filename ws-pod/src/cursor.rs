@@ -7,22 +7,36 @@
 //! the connection opens. The cursor is the last position the client was sent;
 //! a push at the next offset is sent at once, one at or before the cursor is a
 //! duplicate and dropped, and anything further ahead (a gap, an announcement,
-//! a full mailbox) is read from the history after the cursor. An epoch change,
-//! or a history that cannot be read, is told to the client as a `g` frame, so
-//! a loss is never silent.
+//! a full mailbox) is read from the history after the cursor. An epoch change
+//! is told to the client as a `g` frame, so a loss is never silent. A history
+//! that cannot be read (Redis down or failing over) is retried for about 3 s
+//! ([`READ_RETRIES`]); then the connection is closed with 1013 and the client
+//! resumes from its own position later: nothing skipped, nothing to reload.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::Message;
 use wsring_core::resume::{encode, Frame, GoneReason, Position};
 
 use crate::history::{History, Opening, Stored};
 use crate::mailbox::CatchUp;
-use crate::metrics::{Metrics, OPENING_RESUMED, OPENING_START};
+use crate::metrics::{Metrics, OPENING_RESUMED, OPENING_START, OPENING_UNAVAILABLE};
 
-/// The epoch a `g … unavailable` frame names when none could be read: never
-/// a real epoch (those are 16 hex digits), so resuming from it is `epoch` gone.
-const UNKNOWN_EPOCH: &str = "0";
+/// Waits between the attempts to read the history: 3.1 s in all, longer than
+/// a Sentinel failover takes to promote a replica.
+pub const READ_RETRIES: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1600),
+];
+
+/// The history could not be read, even after [`READ_RETRIES`]: close the
+/// connection with 1013 so the client resumes later from its own position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unavailable;
 
 /// Where one `wsring.v1` connection is in its key's history.
 #[derive(Debug)]
@@ -30,8 +44,8 @@ pub struct Cursor {
     history: Arc<History>,
     metrics: Arc<Metrics>,
     key: String,
-    /// The last position sent; `None` while unknown (the history could not be read).
-    at: Option<Position>,
+    /// The last position the client was sent (or told, by `s`, `r`, `g`).
+    at: Position,
     /// Frames of the opening, sent before anything else.
     opening: Vec<Message>,
 }
@@ -44,43 +58,41 @@ impl Cursor {
         metrics: Arc<Metrics>,
         key: &str,
         since: Option<&Position>,
-    ) -> Cursor {
-        let mut cursor = Cursor {
-            history,
-            metrics,
-            key: key.to_string(),
-            at: None,
-            opening: Vec::new(),
-        };
-        let opening = cursor.history.read(key, since).await;
+    ) -> Result<Cursor, Unavailable> {
+        let opening = read(&history, &metrics, key, since).await;
         let outcome = match &opening {
             Ok(Opening::Start(_)) => OPENING_START,
             Ok(Opening::Resumed(..)) => OPENING_RESUMED,
             Ok(Opening::Gone(_, reason)) => reason.as_str(),
-            Err(_) => GoneReason::Unavailable.as_str(),
+            Err(Unavailable) => OPENING_UNAVAILABLE,
         };
-        cursor
-            .metrics
+        metrics
             .history_openings
             .get_or_create(&[("outcome", outcome)])
             .inc();
-        cursor.opening = match opening {
-            Ok(Opening::Start(at)) => {
-                let frame = control(&Frame::Start(at.clone()));
-                cursor.at = Some(at);
-                vec![frame]
+        let (at, frames) = match opening? {
+            Opening::Start(at) => {
+                let frames = vec![control(&Frame::Start(at.clone()))];
+                (at, frames)
             }
-            Ok(Opening::Resumed(at, stored)) => {
+            Opening::Resumed(at, stored) => {
                 let from = since.cloned().unwrap_or_else(|| at.clone());
                 let mut frames = vec![control(&Frame::Resumed(from))];
-                frames.extend(cursor.replay(&at.epoch, stored));
-                cursor.at = Some(at);
-                frames
+                frames.extend(replay(&metrics, &at.epoch, stored));
+                (at, frames)
             }
-            Ok(Opening::Gone(at, reason)) => cursor.gone(at, reason),
-            Err(error) => cursor.unavailable(&error),
+            Opening::Gone(at, reason) => {
+                let frames = vec![control(&Frame::Gone(at.clone(), reason))];
+                (at, frames)
+            }
         };
-        cursor
+        Ok(Cursor {
+            history,
+            metrics,
+            key: key.to_string(),
+            at,
+            opening: frames,
+        })
     }
 
     /// The opening frames (empty once taken).
@@ -90,101 +102,101 @@ impl Cursor {
 
     /// The frames for a push stored at `at` that reached this connection
     /// with its payload.
-    pub async fn push(&mut self, at: Position, message: Message) -> Vec<Message> {
-        match &self.at {
-            None => {
-                let frame = push_frame(&at, &message);
-                self.at = Some(at);
-                vec![frame]
-            }
-            Some(current) if current.epoch != at.epoch => self.new_epoch(at.epoch).await,
-            Some(current) if at.offset <= current.offset => Vec::new(),
-            Some(current) if at.offset == current.offset + 1 => {
-                let frame = push_frame(&at, &message);
-                self.at = Some(at);
-                vec![frame]
-            }
-            Some(_) => self.read_on().await,
+    pub async fn push(
+        &mut self,
+        at: Position,
+        message: Message,
+    ) -> Result<Vec<Message>, Unavailable> {
+        if at.epoch != self.at.epoch {
+            return self.new_epoch(at.epoch).await;
         }
+        if at.offset <= self.at.offset {
+            return Ok(Vec::new());
+        }
+        if at.offset == self.at.offset + 1 {
+            let frame = push_frame(&at, &message);
+            self.at = at;
+            return Ok(vec![frame]);
+        }
+        self.read_on().await
     }
 
     /// The frames for a catch-up: whatever the history holds after the cursor.
-    pub async fn catch_up(&mut self, catch_up: CatchUp) -> Vec<Message> {
-        match (&self.at, catch_up) {
-            (Some(current), CatchUp::UpTo(at)) if current.epoch != at.epoch => {
-                self.new_epoch(at.epoch).await
-            }
-            (Some(current), CatchUp::UpTo(at)) if at.offset <= current.offset => Vec::new(),
-            (None, CatchUp::UpTo(at)) => {
-                // Unknown cursor: from just before the announced push.
-                self.at = Some(Position {
-                    epoch: at.epoch,
-                    offset: at.offset.saturating_sub(1),
-                });
-                self.read_on().await
-            }
+    pub async fn catch_up(&mut self, catch_up: CatchUp) -> Result<Vec<Message>, Unavailable> {
+        match catch_up {
+            CatchUp::UpTo(at) if at.epoch != self.at.epoch => self.new_epoch(at.epoch).await,
+            CatchUp::UpTo(at) if at.offset <= self.at.offset => Ok(Vec::new()),
             _ => self.read_on().await,
         }
     }
 
     /// Everything after the cursor, from the history.
-    async fn read_on(&mut self) -> Vec<Message> {
-        let since = self.at.clone();
-        match self.history.read(&self.key, since.as_ref()).await {
-            Ok(Opening::Resumed(at, stored)) => {
-                let frames = self.replay(&at.epoch, stored);
-                self.at = Some(at);
-                frames
+    async fn read_on(&mut self) -> Result<Vec<Message>, Unavailable> {
+        match read(&self.history, &self.metrics, &self.key, Some(&self.at)).await? {
+            Opening::Resumed(at, stored) => {
+                let frames = replay(&self.metrics, &at.epoch, stored);
+                self.at = at;
+                Ok(frames)
             }
-            Ok(Opening::Start(at)) => {
-                self.at = Some(at);
-                Vec::new()
+            Opening::Start(at) => {
+                self.at = at;
+                Ok(Vec::new())
             }
-            Ok(Opening::Gone(at, reason)) => self.gone(at, reason),
-            Err(error) => self.unavailable(&error),
+            Opening::Gone(at, reason) => {
+                let frame = control(&Frame::Gone(at.clone(), reason));
+                self.at = at;
+                Ok(vec![frame])
+            }
         }
     }
 
     /// The key's epoch changed while connected: its history was lost. Tell
     /// the client, then send the new epoch's pushes from its start.
-    async fn new_epoch(&mut self, epoch: String) -> Vec<Message> {
+    async fn new_epoch(&mut self, epoch: String) -> Result<Vec<Message>, Unavailable> {
         let start = Position { epoch, offset: 0 };
         let mut frames = vec![control(&Frame::Gone(start.clone(), GoneReason::Epoch))];
-        self.at = Some(start);
-        frames.extend(self.read_on().await);
-        frames
+        self.at = start;
+        frames.extend(self.read_on().await?);
+        Ok(frames)
     }
+}
 
-    fn replay(&self, epoch: &str, stored: Vec<Stored>) -> Vec<Message> {
-        self.metrics.history_replayed.inc_by(stored.len() as u64);
-        stored
-            .into_iter()
-            .map(|s| {
-                let at = Position {
-                    epoch: epoch.to_string(),
-                    offset: s.offset,
+/// Read the history, retrying per [`READ_RETRIES`].
+async fn read(
+    history: &History,
+    metrics: &Metrics,
+    key: &str,
+    since: Option<&Position>,
+) -> Result<Opening, Unavailable> {
+    let mut waits = READ_RETRIES.iter();
+    loop {
+        match history.read(key, since).await {
+            Ok(opening) => return Ok(opening),
+            Err(error) => {
+                metrics.history_errors.inc();
+                let Some(wait) = waits.next() else {
+                    tracing::warn!(%key, %error, "history unreadable; closing with 1013 to resume later");
+                    return Err(Unavailable);
                 };
-                push_frame(&at, &s.message)
-            })
-            .collect()
+                tracing::debug!(%key, %error, retry_in = ?wait, "history read failed");
+                tokio::time::sleep(*wait).await;
+            }
+        }
     }
+}
 
-    fn gone(&mut self, at: Position, reason: GoneReason) -> Vec<Message> {
-        let frame = control(&Frame::Gone(at.clone(), reason));
-        self.at = Some(at);
-        vec![frame]
-    }
-
-    fn unavailable(&mut self, error: &crate::Error) -> Vec<Message> {
-        self.metrics.history_errors.inc();
-        tracing::warn!(key = %self.key, %error, "history unreadable; telling the client it is gone");
-        self.at = None;
-        let at = Position {
-            epoch: UNKNOWN_EPOCH.to_string(),
-            offset: 0,
-        };
-        vec![control(&Frame::Gone(at, GoneReason::Unavailable))]
-    }
+fn replay(metrics: &Metrics, epoch: &str, stored: Vec<Stored>) -> Vec<Message> {
+    metrics.history_replayed.inc_by(stored.len() as u64);
+    stored
+        .into_iter()
+        .map(|s| {
+            let at = Position {
+                epoch: epoch.to_string(),
+                offset: s.offset,
+            };
+            push_frame(&at, &s.message)
+        })
+        .collect()
 }
 
 /// An app frame under `wsring.v1`: `m\n` before the app's bytes, same type.

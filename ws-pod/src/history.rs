@@ -9,10 +9,18 @@
 //!
 //! - [`History::append`] creates the epoch if there is none, takes the next
 //!   offset, adds the entry (stream trimmed to `size`, expiring `ttl` after the
-//!   last push), and announces `<epoch> <offset> <key>` on the cluster's history
-//!   channel, in stream order.
+//!   last push), then announces `<epoch> <offset> <key>` on the cluster's
+//!   history channel.
 //! - [`History::read`] answers a connecting client: a fresh start at the last
 //!   offset, everything after its position, or why that is gone.
+//!
+//! With `replicas` > 0 (a replicated Redis, e.g. behind Sentinel), both wait
+//! (`WAIT`) until that many replicas have everything up to their own write
+//! before anything is announced, delivered or answered: whatever a client was
+//! ever sent survives the primary's loss. Replication is one ordered stream,
+//! so a read whose own write (the epoch's expiry) is replicated has every push
+//! it returns replicated too. A push not confirmed in time is refused (503,
+//! retry), and delivered only if it turns out to have survived.
 //!
 //! The epoch outlives the stream ([`EPOCH_KEEP`]): a stream that expired for
 //! lack of pushes leaves its epoch and offsets in place, so a client that saw
@@ -24,10 +32,10 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use wsring_core::protocol::{history_channel, history_keys};
+use wsring_core::redis_target::{PrimaryLink, RedisTarget};
 use wsring_core::resume::{GoneReason, Position};
 
 use crate::Error;
@@ -38,6 +46,9 @@ pub const EPOCH_KEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// Largest `--history-size`: a resume replays at most this many pushes.
 pub const MAX_HISTORY_SIZE: usize = 100_000;
+
+/// Largest `--history-replicas`.
+pub const MAX_HISTORY_REPLICAS: usize = 5;
 
 /// How long one Redis command may take.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,13 +65,12 @@ if not epoch then epoch = fresh_epoch() end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 ";
 
-/// KEYS: log, pos. ARGV: new epoch, pos ttl ms, log ttl ms, size, kind, data,
-/// channel, key. Returns {epoch, offset}.
+/// KEYS: log, pos. ARGV: new epoch, pos ttl ms, log ttl ms, size, kind,
+/// data. Returns {epoch, offset}.
 const APPEND: &str = r"
 local offset = redis.call('HINCRBY', KEYS[2], 'last', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], offset .. '-0', 't', ARGV[5], 'd', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[7], epoch .. ' ' .. offset .. ' ' .. ARGV[8])
 return {epoch, offset}
 ";
 
@@ -89,14 +99,20 @@ end
 return out
 ";
 
-/// `--history-size` and `--history-ttl`, checked.
+/// `--history-size`, `--history-ttl` and `--history-replicas`, checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistorySettings {
     /// Pushes kept per key (1..=[`MAX_HISTORY_SIZE`]).
     pub size: usize,
     /// How long a key's pushes are kept after its last push.
     pub ttl: Duration,
+    /// Replicas that must have a push before it counts (`WAIT`); 0: none.
+    pub replicas: usize,
 }
+
+/// How long `WAIT` may take before a push is refused (or a read is
+/// answered `unavailable`).
+const REPLICATION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One stored push read back.
 #[derive(Clone, Debug, PartialEq)]
@@ -119,9 +135,8 @@ pub enum Opening {
 }
 
 /// The history of every key of one cluster.
-#[derive(Clone)]
 pub struct History {
-    conn: ConnectionManager,
+    link: PrimaryLink,
     namespace: String,
     cluster: String,
     channel: String,
@@ -140,31 +155,23 @@ impl std::fmt::Debug for History {
 }
 
 impl History {
-    /// The history of `namespace`/`cluster` through `client`. Does not
-    /// connect yet (the pod starts while Redis is down); must be called inside
-    /// a Tokio runtime.
+    /// The history of `namespace`/`cluster` in `target`'s primary. Does not
+    /// connect yet (the pod starts while Redis is down).
     pub fn new(
-        client: redis::Client,
+        target: RedisTarget,
         namespace: &str,
         cluster: &str,
         settings: HistorySettings,
-    ) -> Result<Self, Error> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(REDIS_TIMEOUT);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| Error::History(e.to_string()))?;
-        Ok(History {
-            conn,
+    ) -> Self {
+        History {
+            link: PrimaryLink::new(target, REDIS_TIMEOUT),
             namespace: namespace.to_string(),
             cluster: cluster.to_string(),
             channel: history_channel(namespace, cluster),
             settings,
             append: Script::new(&format!("{FRESH_EPOCH}{APPEND}")),
             read: Script::new(&format!("{FRESH_EPOCH}{READ}")),
-        })
+        }
     }
 
     /// The channel on which stored pushes are announced.
@@ -180,8 +187,8 @@ impl History {
             Message::Binary(bytes) => ("b", bytes),
             other => return Err(Error::History(format!("cannot store a {other:?} frame"))),
         };
-        let mut conn = self.conn.clone();
-        let value: Value = self
+        let mut conn = self.connection().await?;
+        let value: redis::RedisResult<Value> = self
             .append
             .key(log)
             .key(pos)
@@ -191,18 +198,53 @@ impl History {
             .arg(self.settings.size)
             .arg(kind)
             .arg(data)
-            .arg(&self.channel)
-            .arg(key)
             .invoke_async(&mut conn)
-            .await
-            .map_err(|e| Error::History(e.to_string()))?;
+            .await;
+        let value = self.checked(value).await?;
         let items = array(value)?;
-        match items.as_slice() {
-            [epoch, offset] => Ok(Position {
+        let at = match items.as_slice() {
+            [epoch, offset] => Position {
                 epoch: text(epoch)?,
                 offset: number(offset)?,
-            }),
-            _ => Err(unexpected("append")),
+            },
+            _ => return Err(unexpected("append")),
+        };
+        self.replicated(&mut conn).await?;
+        let announced: redis::RedisResult<Value> = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(format!("{} {} {key}", at.epoch, at.offset))
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = announced {
+            // Stored and replicated: the push counts. Only other pods'
+            // connections of the key (during a move) wait for the next one.
+            tracing::warn!(%key, error = %e, "stored push not announced");
+            self.link.failed().await;
+        }
+        Ok(at)
+    }
+
+    /// With `replicas` > 0: wait until that many replicas have everything
+    /// this connection wrote.
+    async fn replicated(&self, conn: &mut redis::aio::MultiplexedConnection) -> Result<(), Error> {
+        if self.settings.replicas == 0 {
+            return Ok(());
+        }
+        let acknowledged: redis::RedisResult<usize> = redis::cmd("WAIT")
+            .arg(self.settings.replicas)
+            .arg(millis(REPLICATION_TIMEOUT))
+            .query_async(conn)
+            .await;
+        match acknowledged {
+            Ok(n) if n >= self.settings.replicas => Ok(()),
+            Ok(n) => Err(Error::History(format!(
+                "{n} of {} replicas confirmed within {REPLICATION_TIMEOUT:?}",
+                self.settings.replicas
+            ))),
+            Err(e) => {
+                self.link.failed().await;
+                Err(Error::History(e.to_string()))
+            }
         }
     }
 
@@ -210,8 +252,8 @@ impl History {
     /// `since`, else what it missed after `since`, or why that is gone.
     pub async fn read(&self, key: &str, since: Option<&Position>) -> Result<Opening, Error> {
         let (log, pos) = history_keys(&self.namespace, &self.cluster, key);
-        let mut conn = self.conn.clone();
-        let value: Value = self
+        let mut conn = self.connection().await?;
+        let value: redis::RedisResult<Value> = self
             .read
             .key(log)
             .key(pos)
@@ -220,8 +262,9 @@ impl History {
             .arg(since.map_or("", |s| s.epoch.as_str()))
             .arg(since.map_or(0, |s| s.offset))
             .invoke_async(&mut conn)
-            .await
-            .map_err(|e| Error::History(e.to_string()))?;
+            .await;
+        let value = self.checked(value).await?;
+        self.replicated(&mut conn).await?;
         let items = array(value)?;
         let [status, epoch, last, reason, entries @ ..] = items.as_slice() else {
             return Err(unexpected("read"));
@@ -247,6 +290,25 @@ impl History {
                 Ok(Opening::Resumed(at, stored))
             }
             _ => Err(unexpected("read")),
+        }
+    }
+
+    async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, Error> {
+        self.link
+            .connection()
+            .await
+            .map_err(|e| Error::History(e.to_string()))
+    }
+
+    /// A failed command drops the connection: the next one reconnects to
+    /// whichever server is the primary by then.
+    async fn checked(&self, answer: redis::RedisResult<Value>) -> Result<Value, Error> {
+        match answer {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                self.link.failed().await;
+                Err(Error::History(e.to_string()))
+            }
         }
     }
 
@@ -332,8 +394,9 @@ mod tests {
         let settings = HistorySettings {
             size: 3,
             ttl: Duration::from_secs(60),
+            replicas: 0,
         };
-        let history = History::new(client.clone(), "ns", "chat", settings).unwrap();
+        let history = History::new(RedisTarget::single(client.clone()), "ns", "chat", settings);
 
         let Opening::Start(start) = history.read("k", None).await.unwrap() else {
             panic!("a fresh key starts");
@@ -466,8 +529,9 @@ mod tests {
         let settings = HistorySettings {
             size: 10,
             ttl: Duration::from_millis(300),
+            replicas: 0,
         };
-        let history = History::new(client.clone(), "ns", "chat", settings).unwrap();
+        let history = History::new(RedisTarget::single(client.clone()), "ns", "chat", settings);
         let (mut sink, mut stream) = client.get_async_pubsub().await.unwrap().split();
         sink.subscribe(history.channel()).await.unwrap();
         let a = history.append("room 1", &Message::text("a")).await.unwrap();
@@ -503,8 +567,9 @@ mod tests {
         let settings = HistorySettings {
             size: 10,
             ttl: Duration::from_secs(1),
+            replicas: 1,
         };
-        let history = History::new(client, "ns", "c", settings).unwrap();
+        let history = History::new(RedisTarget::single(client), "ns", "c", settings);
         let error = history.append("k", &Message::text("x")).await.unwrap_err();
         assert!(matches!(error, Error::History(_)), "{error}");
         assert!(history.read("k", None).await.is_err());

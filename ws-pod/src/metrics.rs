@@ -54,8 +54,8 @@ pub struct Metrics {
     pub timeout_closes: Family<Label, Counter>,
     /// Pushes stored in the per-key history.
     pub history_appends: Counter,
-    /// History writes or reads that failed (push answered 503, or a
-    /// `wsring.v1` client told `unavailable`).
+    /// History writes or reads that failed (push answered 503, or a read
+    /// retried; a `wsring.v1` connection is closed with 1013 after ~3 s).
     pub history_errors: Counter,
     /// Pushes sent to `wsring.v1` clients from the history (missed on resume,
     /// or caught up after a gap).
@@ -69,6 +69,8 @@ pub struct Metrics {
 pub const OPENING_START: &str = "start";
 /// A client resumed after its position.
 pub const OPENING_RESUMED: &str = "resumed";
+/// The history could not be read: closed with 1013, to resume later.
+pub const OPENING_UNAVAILABLE: &str = "unavailable";
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -177,7 +179,7 @@ impl Metrics {
         );
         m.registry.register(
             "history_errors",
-            "History writes or reads that failed: a push answered 503, or a wsring.v1 client told unavailable",
+            "History writes or reads that failed: a push answered 503, or a read retried (wsring.v1 connections close with 1013 after about 3 s of them)",
             m.history_errors.clone(),
         );
         m.registry.register(
@@ -187,7 +189,7 @@ impl Metrics {
         );
         m.registry.register(
             "history_openings",
-            "wsring.v1 connections by opening: start, resumed, or gone (trimmed, epoch, unavailable)",
+            "wsring.v1 connections by opening: start, resumed, gone (trimmed, epoch), or unavailable (closed with 1013)",
             m.history_openings.clone(),
         );
         // Every series exists from the start (at 0), so a rate() over it is
@@ -202,7 +204,7 @@ impl Metrics {
             OPENING_RESUMED,
             GoneReason::Trimmed.as_str(),
             GoneReason::Epoch.as_str(),
-            GoneReason::Unavailable.as_str(),
+            OPENING_UNAVAILABLE,
         ] {
             m.history_openings
                 .get_or_create(&[("outcome", outcome)])

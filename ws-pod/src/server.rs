@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_util::sync::CancellationToken;
+use wsring_core::redis_target::RedisTarget;
 use wsring_core::shutdown::Shutdown;
 
 use crate::admin::{admin_app, AdminState};
@@ -33,7 +34,7 @@ pub struct Server {
     admin_listener: TcpListener,
     ws_addr: SocketAddr,
     admin_addr: SocketAddr,
-    redis: Option<redis::Client>,
+    redis: Option<RedisTarget>,
     shared: Arc<Shared>,
 }
 
@@ -93,12 +94,12 @@ impl Server {
         let ws_addr = local(&ws_listener, "websocket", config.listen)?;
         let admin_addr = local(&admin_listener, "admin", config.admin_listen)?;
         let history = match (&settings.history, &redis) {
-            (Some(history), Some(client)) => Some(Arc::new(History::new(
-                client.clone(),
+            (Some(history), Some(target)) => Some(Arc::new(History::new(
+                target.clone(),
                 &config.namespace,
                 &config.cluster,
                 *history,
-            )?)),
+            ))),
             _ => None,
         };
         let shutdown = Shutdown::new();
@@ -188,13 +189,13 @@ impl Server {
         );
 
         let control_stop = CancellationToken::new();
-        let control = redis.map(|client| {
+        let control = redis.map(|target| {
             let channels = Channels {
                 reset: settings.channel.clone(),
                 history: shared.history.as_ref().map(|h| h.channel().to_string()),
             };
             tokio::spawn(control::subscribe(
-                client,
+                target,
                 channels,
                 shared.registry.clone(),
                 shared.metrics.clone(),

@@ -17,7 +17,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 use wsring_core::conn_limit::{ConnectionLimits, LimitHit};
-use wsring_core::protocol::{CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_TOO_BIG};
+use wsring_core::protocol::{
+    CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN_LATER,
+    CLOSE_TRY_AGAIN_LATER_REASON,
+};
 use wsring_core::shutdown::Shutdown;
 
 use crate::app::{connect_upstream, echo};
@@ -124,13 +127,17 @@ pub(crate) async fn run_connection<S>(
         let (registration, mut outbound) = match (&upgrade.framing, &shared.history) {
             (Framing::V1 { since }, Some(history)) => {
                 let registration = shared.registry.register_positioned(&id, &upgrade.key);
-                let cursor = Cursor::open(
+                let opened = Cursor::open(
                     history.clone(),
                     shared.metrics.clone(),
                     &upgrade.key,
                     since.as_ref(),
                 )
                 .await;
+                let Ok(cursor) = opened else {
+                    close_unrelayed(ws, CLOSE_TRY_AGAIN_LATER, CLOSE_TRY_AGAIN_LATER_REASON).await;
+                    return;
+                };
                 (registration, Outbound::V1(Box::new(cursor)))
             }
             _ => (shared.registry.register(&id, &upgrade.key), Outbound::Plain),

@@ -24,6 +24,8 @@
 //! - [`origin`]: browser `Origin` allow-list syntax and matching (router and operator).
 //! - `redis_args` (feature `redis-client`): the Redis flags and client shared by
 //!   router and ws-pod.
+//! - `redis_target` (feature `redis-client`): one server or a Sentinel group,
+//!   and the one connection to its primary that follows a failover.
 //! - `logging` (feature `logging`): tracing set-up of the binaries.
 //! - `openmetrics` (feature `metrics`): the `/metrics` text and content type
 //!   of router, ws-pod and operator.
@@ -52,6 +54,8 @@ pub mod origin;
 pub mod protocol;
 #[cfg(feature = "redis-client")]
 pub mod redis_args;
+#[cfg(feature = "redis-client")]
+pub mod redis_target;
 pub mod resume;
 pub mod ring;
 pub mod router_auth;

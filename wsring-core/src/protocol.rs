@@ -58,6 +58,12 @@ pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code when the upstream app failed.
 pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
+/// Close code of a `wsring.v1` connection whose key's history cannot be read
+/// (Redis down or failing over): reconnect with backoff and resume from the
+/// same position; nothing was skipped.
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+/// Close reason sent with [`CLOSE_TRY_AGAIN_LATER`].
+pub const CLOSE_TRY_AGAIN_LATER_REASON: &str = "history unavailable: resume later";
 
 /// ws-pod's WebSocket port: routers tunnel here (the chart, the operator's
 /// StatefulSet and ws-pod's default listen address all use this one number).

@@ -5,20 +5,23 @@
 //!
 //! `rediss://` verifies the server certificate against the system roots, or,
 //! with `--redis-ca-file`, against exactly the CAs in that PEM file (the
-//! private CA of an in-cluster Redis). Passwords never appear in messages.
+//! private CA of an in-cluster Redis). `redis+sentinel://` names a Sentinel
+//! group ([`crate::redis_target`]). Passwords never appear in messages.
 
 use std::path::PathBuf;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+use crate::redis_target::{RedisTarget, SENTINEL_SCHEME};
 use crate::Error;
 
 /// `--redis-url`, `--redis-password`, `--redis-ca-file` (each also an
 /// environment variable); flatten into a clap parser with `#[command(flatten)]`.
 #[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedisArgs {
-    /// `redis://` or `rediss://` URL of the reset channels; without it moved
+    /// `redis://`, `rediss://` or `redis+sentinel://HOST:PORT[,…]/PRIMARY`
+    /// URL of the reset channels (and the history); without it moved
     /// connections are closed by the routers themselves at the reset timeout.
     #[arg(long = "redis-url", env = "WSRING_REDIS_URL")]
     pub url: Option<String>,
@@ -50,21 +53,35 @@ impl RedisArgs {
     /// show up on use, so a process starts while Redis is down); `None`
     /// without a URL. A bad URL, a CA file that cannot be read or holds no
     /// certificate, or a CA with a plain `redis://` URL is an error now.
-    pub fn client(&self) -> Result<Option<redis::Client>, Error> {
+    pub fn target(&self) -> Result<Option<RedisTarget>, Error> {
         let Some(url) = &self.url else {
             if self.password.is_some() || self.ca_file.is_some() {
                 tracing::warn!("--redis-password/--redis-ca-file set without --redis-url; ignored");
             }
             return Ok(None);
         };
+        if url.starts_with(SENTINEL_SCHEME) {
+            if self.ca_file.is_some() {
+                return Err(Error::RedisConfig(
+                    "--redis-ca-file is only used with a rediss:// --redis-url (Sentinel groups are reached without TLS)".into(),
+                ));
+            }
+            let password = self.password.as_deref().filter(|p| !p.is_empty());
+            return RedisTarget::parse_sentinel_url(url, password).map(Some);
+        }
+        self.client(url).map(|c| Some(RedisTarget::single(c)))
+    }
+
+    /// The client of one server at `url`.
+    fn client(&self, url: &str) -> Result<redis::Client, Error> {
         let bad = |msg: String| Error::RedisConfig(msg);
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(bad(format!(
-                "--redis-url must start with redis:// or rediss://, got {:?}",
+                "--redis-url must start with redis://, rediss:// or {SENTINEL_SCHEME}, got {:?}",
                 redact(url)
             )));
         }
-        let mut info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        let mut info = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|e| bad(format!("--redis-url {:?} is invalid: {e}", redact(url))))?;
         if let Some(password) = self.password.as_deref().filter(|p| !p.is_empty()) {
             let settings = info.redis_settings().clone().set_password(password);
@@ -72,7 +89,6 @@ impl RedisArgs {
         }
         let Some(path) = &self.ca_file else {
             return redis::Client::open(info)
-                .map(Some)
                 .map_err(|e| bad(format!("--redis-url {:?} is unusable: {e}", redact(url))));
         };
         if !url.starts_with("rediss://") {
@@ -92,7 +108,6 @@ impl RedisArgs {
             root_cert: Some(pem),
         };
         redis::Client::build_with_tls(info, tls)
-            .map(Some)
             .map_err(|e| bad(format!("--redis-ca-file is unusable: {e}")))
     }
 }
@@ -152,7 +167,7 @@ mod tests {
             "redis://u:***@host:6379/0"
         );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-        let err = RedisArgs::url("http://u:secret@host").client().unwrap_err();
+        let err = RedisArgs::url("http://u:secret@host").target().unwrap_err();
         assert!(matches!(err, Error::RedisConfig(_)));
         assert!(!err.to_string().contains("secret"), "{err}");
     }
@@ -160,23 +175,30 @@ mod tests {
     #[test]
     fn only_redis_urls_are_accepted() {
         assert!(RedisArgs::url("redis://127.0.0.1:1")
-            .client()
+            .target()
             .unwrap()
             .is_some());
         assert!(RedisArgs::url("rediss://example.invalid:6380")
-            .client()
+            .target()
             .is_ok());
-        assert!(RedisArgs::url("redis://host:notaport").client().is_err());
-        assert_eq!(RedisArgs::default().client().unwrap().map(|_| ()), None);
+        assert!(RedisArgs::url("redis://host:notaport").target().is_err());
+        assert_eq!(RedisArgs::default().target().unwrap().map(|_| ()), None);
+        assert!(RedisArgs::url("redis+sentinel://s1:26379,s2/mymaster")
+            .target()
+            .unwrap()
+            .is_some_and(|t| t.is_sentinel()));
+        let (with_ca, _dir) = with_ca("redis+sentinel://s1/m", TEST_CA);
+        let err = with_ca.target().unwrap_err().to_string();
+        assert!(err.contains("Sentinel"), "{err}");
     }
 
-    #[test]
-    fn password_overrides_the_urls() {
+    #[tokio::test]
+    async fn password_overrides_the_urls() {
         let args = RedisArgs {
             password: Some("new".into()),
             ..RedisArgs::url("redis://:old@127.0.0.1:6379")
         };
-        let client = args.client().unwrap().unwrap();
+        let client = args.target().unwrap().unwrap().primary().await.unwrap();
         let info = client.get_connection_info();
         assert_eq!(info.redis_settings().password(), Some("new"));
     }
@@ -184,21 +206,21 @@ mod tests {
     #[test]
     fn ca_files_are_checked_at_start() {
         let (args, _dir) = with_ca("rediss://h:6380", b"hello");
-        let err = args.client().unwrap_err();
+        let err = args.target().unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
         let garbage = b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
         let (args, _dir) = with_ca("rediss://h:6380", garbage);
-        assert!(matches!(args.client(), Err(Error::RedisConfig(_))));
+        assert!(matches!(args.target(), Err(Error::RedisConfig(_))));
         let (args, _dir) = with_ca("redis://h:6379", TEST_CA);
-        let err = args.client().unwrap_err();
+        let err = args.target().unwrap_err();
         assert!(err.to_string().contains("rediss://"), "{err}");
         let (args, _dir) = with_ca("rediss://h:6380", TEST_CA);
-        assert!(args.client().unwrap().is_some());
+        assert!(args.target().unwrap().is_some());
         let missing = RedisArgs {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..RedisArgs::url("rediss://h:6380")
         };
-        let err = missing.client().unwrap_err();
+        let err = missing.target().unwrap_err();
         assert!(
             err.to_string().contains("cannot read --redis-ca-file"),
             "{err}"

@@ -18,7 +18,7 @@
 //! | `p <epoch> <offset>`          | pushed message   | the push at this position |
 //! | `s <epoch> <offset>`          | empty            | fresh start: live pushes follow this position |
 //! | `r <epoch> <offset>`          | empty            | resumed from this position: what was missed follows as `p` |
-//! | `g <epoch> <offset>`          | reason           | history gone (`trimmed`, `epoch`, `unavailable`): reload state; live pushes follow this position |
+//! | `g <epoch> <offset>`          | reason           | history gone (`trimmed`, `epoch`): reload state; live pushes follow this position |
 //!
 //! Exactly one of `s`, `r`, `g` opens every connection. Clients that do not
 //! offer `wsring.v1` see plain frames, exactly as without history; frames a
@@ -69,8 +69,6 @@ pub enum GoneReason {
     /// The stream's epoch differs from the client's: it was lost, or the
     /// client's position was ahead of it (writes lost on a Redis failover).
     Epoch,
-    /// Redis could not be read: the pod cannot say what was missed.
-    Unavailable,
 }
 
 impl GoneReason {
@@ -79,7 +77,6 @@ impl GoneReason {
         match self {
             GoneReason::Trimmed => "trimmed",
             GoneReason::Epoch => "epoch",
-            GoneReason::Unavailable => "unavailable",
         }
     }
 
@@ -87,7 +84,6 @@ impl GoneReason {
         match text {
             "trimmed" => Some(GoneReason::Trimmed),
             "epoch" => Some(GoneReason::Epoch),
-            "unavailable" => Some(GoneReason::Unavailable),
             _ => None,
         }
     }

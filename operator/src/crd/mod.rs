@@ -169,6 +169,12 @@ pub struct HistorySpec {
     #[serde(default = "default_history_ttl")]
     #[schemars(regex(pattern = r"^[1-9][0-9]*(s|m|h)$"))]
     pub ttl: String,
+    /// Replicas that must have a push before it is delivered and answered
+    /// (Redis `WAIT`), so a failover loses no push a client saw: 1 with a
+    /// Sentinel group of two or more replicas (`redis+sentinel://` URL).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 5))]
+    pub replicas: u32,
 }
 
 fn default_history_ttl() -> String {
@@ -280,9 +286,11 @@ impl KeySource {
     {"rule": "!(has(self.url) && has(self.urlSecretRef))", "message": "set either url or urlSecretRef, not both"}
 ]))]
 pub struct RedisSpec {
-    /// `redis://` or `rediss://` URL.
+    /// `redis://` or `rediss://` URL of one server, or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/PRIMARY` of a Sentinel group
+    /// (the routers and pods follow its failovers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^rediss?://"))]
+    #[schemars(regex(pattern = r"^(rediss?|redis\+sentinel)://"))]
     pub url: Option<String>,
     /// The URL from a Secret (when it carries credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]

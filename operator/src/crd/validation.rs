@@ -114,10 +114,10 @@ fn redis_is_consistent(redis: &RedisSpec) -> Result<(), Error> {
     let plain_url = redis
         .url
         .as_deref()
-        .is_some_and(|u| u.starts_with("redis://"));
+        .is_some_and(|u| u.starts_with("redis://") || u.starts_with("redis+sentinel://"));
     if redis.ca_secret_ref.is_some() && plain_url {
         return invalid(
-            "redis.caSecretRef verifies TLS, but redis.url is redis://; use rediss://".into(),
+            "redis.caSecretRef verifies TLS, but redis.url is redis:// or redis+sentinel:// (no TLS); use rediss://".into(),
         );
     }
     Ok(())
@@ -278,6 +278,7 @@ mod tests {
                 history: Some(HistorySpec {
                     size: 100,
                     ttl: "5m".into(),
+                    replicas: 0,
                 }),
             }),
             ..WebSocketClusterSpec::default()

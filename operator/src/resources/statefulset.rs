@@ -115,6 +115,10 @@ fn sidecar(wsc: &WebSocketCluster, upstream: bool) -> Container {
     if let Some(history) = wsc.spec.delivery.as_ref().and_then(|d| d.history.as_ref()) {
         env.push(value_env("WSRING_HISTORY_SIZE", history.size.to_string()));
         env.push(value_env("WSRING_HISTORY_TTL", history.ttl.clone()));
+        env.push(value_env(
+            "WSRING_HISTORY_REPLICAS",
+            history.replicas.to_string(),
+        ));
     }
     Container {
         name: SIDECAR_NAME.to_string(),
@@ -295,6 +299,7 @@ mod tests {
             history: Some(crate::crd::HistorySpec {
                 size: 500,
                 ttl: "90s".into(),
+                replicas: 1,
             }),
         });
         let sts = statefulset(&wsc);
@@ -302,6 +307,7 @@ mod tests {
         let value = |name| env(c, name).unwrap().value.clone();
         assert_eq!(value("WSRING_HISTORY_SIZE").as_deref(), Some("500"));
         assert_eq!(value("WSRING_HISTORY_TTL").as_deref(), Some("90s"));
+        assert_eq!(value("WSRING_HISTORY_REPLICAS").as_deref(), Some("1"));
     }
 
     #[test]
