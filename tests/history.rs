@@ -140,6 +140,82 @@ async fn push(dev: &Dev, key: &str, body: &str) -> Result<(u64, String), String>
     ))
 }
 
+/// Each key's resuming client and its task.
+type Clients<'a> = HashMap<&'a str, (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>)>;
+
+/// Each key's accepted pushes: `(offset, epoch)`.
+type Accepted<'a> = HashMap<&'a str, Vec<(u64, String)>>;
+
+/// A resuming client per key, once every one has opened.
+async fn resuming_clients<'a>(dev: &Dev, keys: &'a [String]) -> Clients<'a> {
+    let clients: Clients = keys
+        .iter()
+        .map(|k| (k.as_str(), resuming_client(dev, k)))
+        .collect();
+    until("every client opened", || {
+        clients
+            .values()
+            .all(|(seen, _)| !seen.lock().unwrap().openings.is_empty())
+    })
+    .await;
+    clients
+}
+
+/// Push `body` to `key` until accepted (the sender's side of the contract:
+/// only accepted pushes count), counting refusals; at most 30 s.
+async fn push_until_accepted(
+    dev: &Dev,
+    key: &str,
+    body: &str,
+    refused: &mut usize,
+) -> (u64, String) {
+    let mut tries = 0;
+    loop {
+        match push(dev, key, body).await {
+            Ok(position) => return position,
+            Err(error) => {
+                *refused += 1;
+                tries += 1;
+                assert!(tries < 1500, "push to {key} never accepted: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Wait until every client has its key's last accepted push; on a timeout,
+/// show what each late client saw, then fail.
+async fn wait_caught_up(keys: &[String], accepted: &Accepted<'_>, clients: &Clients<'_>) {
+    let caught_up = |k: &String| {
+        let last = accepted[k.as_str()].last().unwrap().0;
+        clients[k.as_str()]
+            .0
+            .lock()
+            .unwrap()
+            .pushes
+            .last()
+            .is_some_and(|p| p.1 >= last)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !keys.iter().all(caught_up) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for key in keys.iter().filter(|k| !caught_up(k)) {
+        let seen = clients[key.as_str()].0.lock().unwrap();
+        eprintln!(
+            "{key}: accepted up to {:?}, saw {:?}, openings {:?}, closes {:?}",
+            accepted[key.as_str()].last(),
+            seen.pushes.iter().map(|p| p.1).collect::<Vec<_>>(),
+            seen.openings,
+            seen.closes
+        );
+    }
+    assert!(
+        keys.iter().all(caught_up),
+        "every client has its key's last push"
+    );
+}
+
 /// Wait until `check` holds, or fail with `what` after [`WAIT`].
 async fn until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -153,21 +229,12 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
     let dev = Dev::start_with(3, HISTORY).await;
     let keys: Vec<String> = (0..40).map(|i| format!("h-{i}")).collect();
-    let clients: HashMap<&str, _> = keys
-        .iter()
-        .map(|k| (k.as_str(), resuming_client(&dev, k)))
-        .collect();
-    until("every client opened", || {
-        clients
-            .values()
-            .all(|(seen, _)| !seen.lock().unwrap().openings.is_empty())
-    })
-    .await;
+    let clients = resuming_clients(&dev, &keys).await;
 
     // Numbered pushes to every key in turn; a scale-up after the first
     // round, a crash after the third. A refused push is retried (the
     // sender's side of the contract: only accepted pushes count).
-    let mut accepted: HashMap<&str, Vec<(u64, String)>> = HashMap::new();
+    let mut accepted: Accepted = HashMap::new();
     let mut refused = 0;
     for round in 0..6 {
         if round == 1 {
@@ -180,37 +247,12 @@ async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
         }
         for key in &keys {
             let body = format!("{key}:{round}");
-            let mut tries = 0;
-            loop {
-                match push(&dev, key, &body).await {
-                    Ok(position) => {
-                        accepted.entry(key).or_default().push(position);
-                        break;
-                    }
-                    Err(error) => {
-                        refused += 1;
-                        tries += 1;
-                        assert!(tries < 100, "push to {key} never accepted: {error}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
+            let position = push_until_accepted(&dev, key, &body, &mut refused).await;
+            accepted.entry(key).or_default().push(position);
         }
     }
     // Every client catches up to its key's last accepted push.
-    until("every client has its key's last push", || {
-        keys.iter().all(|k| {
-            let last = accepted[k.as_str()].last().unwrap().0;
-            clients[k.as_str()]
-                .0
-                .lock()
-                .unwrap()
-                .pushes
-                .last()
-                .is_some_and(|p| p.1 >= last)
-        })
-    })
-    .await;
+    wait_caught_up(&keys, &accepted, &clients).await;
     for (_, task) in clients.values() {
         task.abort();
     }
@@ -380,18 +422,9 @@ async fn history_and_resets_survive_a_sentinel_failover() {
     )
     .await;
     let keys: Vec<String> = (0..20).map(|i| format!("f-{i}")).collect();
-    let clients: HashMap<&str, _> = keys
-        .iter()
-        .map(|k| (k.as_str(), resuming_client(&dev, k)))
-        .collect();
-    until("every client opened", || {
-        clients
-            .values()
-            .all(|(seen, _)| !seen.lock().unwrap().openings.is_empty())
-    })
-    .await;
+    let clients = resuming_clients(&dev, &keys).await;
 
-    let mut accepted: HashMap<&str, Vec<(u64, String)>> = HashMap::new();
+    let mut accepted: Accepted = HashMap::new();
     let mut refused = 0;
     let mut failover_at = None;
     for round in 0..8 {
@@ -407,51 +440,11 @@ async fn history_and_resets_survive_a_sentinel_failover() {
         }
         for key in &keys {
             let body = format!("{key}:{round}");
-            let mut tries = 0;
-            loop {
-                match push(&dev, key, &body).await {
-                    Ok(position) => {
-                        accepted.entry(key).or_default().push(position);
-                        break;
-                    }
-                    Err(error) => {
-                        refused += 1;
-                        tries += 1;
-                        assert!(tries < 500, "push to {key} never accepted: {error}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
+            let position = push_until_accepted(&dev, key, &body, &mut refused).await;
+            accepted.entry(key).or_default().push(position);
         }
     }
-    let caught_up = |k: &String| {
-        let last = accepted[k.as_str()].last().unwrap().0;
-        clients[k.as_str()]
-            .0
-            .lock()
-            .unwrap()
-            .pushes
-            .last()
-            .is_some_and(|p| p.1 >= last)
-    };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !keys.iter().all(caught_up) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for key in keys.iter().filter(|k| !caught_up(k)) {
-        let seen = clients[key.as_str()].0.lock().unwrap();
-        eprintln!(
-            "{key}: accepted up to {:?}, saw {:?}, openings {:?}, closes {:?}",
-            accepted[key.as_str()].last(),
-            seen.pushes.iter().map(|p| p.1).collect::<Vec<_>>(),
-            seen.openings,
-            seen.closes
-        );
-    }
-    assert!(
-        keys.iter().all(caught_up),
-        "every client has its key's last push"
-    );
+    wait_caught_up(&keys, &accepted, &clients).await;
     let (mut moved, mut closed_by_router) = (0, 0);
     for key in &keys {
         let seen = clients[key.as_str()].0.lock().unwrap();

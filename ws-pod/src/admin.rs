@@ -313,6 +313,57 @@ mod tests {
         );
     }
 
+    /// With history on, a push Redis cannot store is refused (503, retry)
+    /// and reaches nobody; one it stores is delivered with its position.
+    #[tokio::test]
+    async fn history_pushes_are_stored_first_or_refused() {
+        use crate::history::{History, HistorySettings};
+        use wsring_core::redis_target::RedisTarget;
+        let settings = HistorySettings {
+            size: 10,
+            ttl: std::time::Duration::from_secs(60),
+            replicas: 0,
+        };
+        let history_at = |url: String| {
+            Some(Arc::new(History::new(
+                RedisTarget::single(redis::Client::open(url).unwrap()),
+                "ns",
+                "c",
+                settings,
+            )))
+        };
+        let down = state().with_history(history_at("redis://127.0.0.1:1".into()));
+        let conn = down.registry.register_positioned("1", "k");
+        let (status, body) = call(
+            &down,
+            push("/v1/keys/k/messages", Some(TOKEN), None, b"x".to_vec()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("history_unavailable"), "{body}");
+        assert!(futures_util::FutureExt::now_or_never(conn.mailbox().recv()).is_none());
+        assert_eq!(down.metrics.history_errors.get(), 1);
+
+        let redis = wsring_core::harness::RedisServer::start().await.unwrap();
+        let up = state().with_history(history_at(redis.url()));
+        let conn = up.registry.register_positioned("1", "k");
+        let (status, body) = call(
+            &up,
+            push("/v1/keys/k/messages", Some(TOKEN), None, b"x".to_vec()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (answer["delivered"].as_u64(), answer["offset"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert!(matches!(
+            futures_util::FutureExt::now_or_never(conn.mailbox().recv()),
+            Some(Command::Positioned(at, _)) if at.offset == 1
+        ));
+    }
+
     #[tokio::test]
     async fn push_requires_the_token() {
         let state = state();

@@ -172,50 +172,43 @@ impl Registry {
 
     /// Queue `message` on every connection of `key`; returns how many accepted it.
     pub fn push_to_key(&self, key: &str, message: &Message) -> usize {
-        let inner = self.lock();
-        let Some(serials) = inner.by_key.get(key) else {
-            return 0;
-        };
-        serials
-            .iter()
-            .filter(|serial| inner.conns[serial].mailbox.push(message.clone()).is_ok())
-            .count()
+        self.count_of_key(key, |e| e.mailbox.push(message.clone()).is_ok())
     }
 
     /// Queue a push stored at `at` on every connection of `key`: positioned
     /// for `wsring.v1` connections, plain for the others; returns how many
     /// accepted it.
     pub fn push_positioned(&self, key: &str, at: &Position, message: &Message) -> usize {
-        let inner = self.lock();
-        let Some(serials) = inner.by_key.get(key) else {
-            return 0;
-        };
-        serials
-            .iter()
-            .map(|serial| &inner.conns[serial])
-            .filter(|e| {
-                if e.positioned {
-                    e.mailbox.push_positioned(at.clone(), message.clone())
-                } else {
-                    e.mailbox.push(message.clone())
-                }
-                .is_ok()
-            })
-            .count()
+        self.count_of_key(key, |e| {
+            if e.positioned {
+                e.mailbox.push_positioned(at.clone(), message.clone())
+            } else {
+                e.mailbox.push(message.clone())
+            }
+            .is_ok()
+        })
     }
 
     /// Tell the `wsring.v1` connections of `key` that its history reached
     /// `at` (a push another pod, or this one, stored); returns how many.
     pub fn catch_up(&self, key: &str, at: &Position) -> usize {
+        self.count_of_key(key, |e| {
+            e.positioned && {
+                e.mailbox.catch_up(CatchUp::UpTo(at.clone()));
+                true
+            }
+        })
+    }
+
+    /// Run `act` on every connection of `key`; how many it returned true for.
+    fn count_of_key(&self, key: &str, act: impl Fn(&Entry) -> bool) -> usize {
         let inner = self.lock();
         let Some(serials) = inner.by_key.get(key) else {
             return 0;
         };
         serials
             .iter()
-            .map(|serial| &inner.conns[serial])
-            .filter(|e| e.positioned)
-            .inspect(|e| e.mailbox.catch_up(CatchUp::UpTo(at.clone())))
+            .filter(|serial| act(&inner.conns[serial]))
             .count()
     }
 
