@@ -26,9 +26,10 @@
 //! lack of pushes leaves its epoch and offsets in place, so a client that saw
 //! everything simply continues, and one that missed trimmed entries is told
 //! `trimmed`. A new epoch means the history itself was lost: the hash expired
-//! or vanished with Redis, or a client held a position the stream never
-//! reached (writes lost in a failover), which this read also turns into a new
-//! epoch so every client of the key learns of the loss.
+//! or vanished with Redis. A client whose position the stream never reached
+//! (it saw writes a failover without `replicas` lost, or it lies) is told
+//! `epoch` and reloads; the key's history stays as it is for everyone else,
+//! so no client can wipe it.
 
 use std::time::Duration;
 
@@ -55,13 +56,12 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Creates the epoch if missing; shared head of both scripts.
 const FRESH_EPOCH: &str = r"
-local function fresh_epoch()
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'epoch', ARGV[1], 'last', 0)
-  return ARGV[1]
-end
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
-if not epoch then epoch = fresh_epoch() end
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'last', 0)
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 ";
 
@@ -81,10 +81,7 @@ local last = tonumber(redis.call('HGET', KEYS[2], 'last'))
 if ARGV[3] == '' then return {'start', epoch, last, ''} end
 if ARGV[3] ~= epoch then return {'gone', epoch, last, 'epoch'} end
 local after = tonumber(ARGV[4])
-if after > last then
-  epoch = fresh_epoch()
-  return {'gone', epoch, 0, 'epoch'}
-end
+if after > last then return {'gone', epoch, last, 'epoch'} end
 local out = {'resumed', epoch, last, ''}
 if after == last then return out end
 local entries = redis.call('XRANGE', KEYS[1], (after + 1) .. '-0', '+')
@@ -465,29 +462,27 @@ mod tests {
             history.read("k", Some(&other)).await.unwrap(),
             Opening::Gone(positions[3].clone(), GoneReason::Epoch)
         );
-        // A position the stream never reached (a failover lost writes): a new
-        // epoch, so every client of the key learns of the loss.
+        // A position the stream never reached (writes a failover lost, or a
+        // lying client): that client is told to reload; the history stays
+        // as it is for everyone else.
         let ahead = Position {
             epoch: start.epoch.clone(),
             offset: 9,
         };
-        let Opening::Gone(renewed, GoneReason::Epoch) =
-            history.read("k", Some(&ahead)).await.unwrap()
-        else {
-            panic!("ahead of the stream");
-        };
-        assert_ne!(renewed.epoch, start.epoch);
-        assert_eq!(renewed.offset, 0);
+        assert_eq!(
+            history.read("k", Some(&ahead)).await.unwrap(),
+            Opening::Gone(positions[3].clone(), GoneReason::Epoch)
+        );
         assert_eq!(
             history.read("k", Some(&positions[3])).await.unwrap(),
-            Opening::Gone(renewed.clone(), GoneReason::Epoch)
+            Opening::Resumed(positions[3].clone(), vec![])
         );
         let next = history.append("k", &Message::text("new")).await.unwrap();
         assert_eq!(
             next,
             Position {
-                epoch: renewed.epoch.clone(),
-                offset: 1
+                epoch: start.epoch.clone(),
+                offset: 5
             }
         );
 
@@ -505,7 +500,7 @@ mod tests {
             Opening::Resumed(next.clone(), vec![])
         );
         let behind = Position {
-            epoch: renewed.epoch.clone(),
+            epoch: start.epoch.clone(),
             offset: 0,
         };
         assert_eq!(
@@ -519,7 +514,7 @@ mod tests {
         else {
             panic!("lost history is a new epoch");
         };
-        assert_ne!(after_flush.epoch, renewed.epoch);
+        assert_ne!(after_flush.epoch, start.epoch);
     }
 
     #[tokio::test]
