@@ -295,7 +295,19 @@ async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_history_is_told_and_plain_clients_are_untouched() {
-    let dev = Dev::start_with(3, HISTORY).await;
+    gone_history_and_plain_clients(&[]).await;
+}
+
+/// The same over HTTP/2 between router and pods: the subprotocol and the
+/// resume token cross the extended CONNECT both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_history_and_plain_clients_over_h2() {
+    gone_history_and_plain_clients(&["--router-arg=--pod-transport=h2"]).await;
+}
+
+async fn gone_history_and_plain_clients(extra: &[&str]) {
+    let args: Vec<&str> = HISTORY.iter().chain(extra).copied().collect();
+    let dev = Dev::start_with(3, &args).await;
     let key = "g-1";
     let first = push(&dev, key, "before").await.unwrap();
     assert_eq!(first.0, 1);
