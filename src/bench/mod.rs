@@ -19,6 +19,7 @@
 pub mod idle;
 pub mod load;
 pub mod nginx;
+pub mod push;
 pub mod report;
 pub mod setup;
 pub mod throughput;
@@ -56,6 +57,14 @@ enum BenchCommand {
         /// Idle connections to hold open.
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// What per-key history costs a push: throughput and latency with
+    /// history off and on, Redis memory per 1,000 retained pushes.
+    Push {
+        #[command(flatten)]
+        push: push::PushArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -161,6 +170,10 @@ async fn run_command(command: BenchCommand) -> anyhow::Result<()> {
                 format!("{}\n{}", r.environment.markdown(), r.markdown())
             })
         }
+        BenchCommand::Push { push, common } => {
+            let r = push::measure(&push, &common).await?;
+            print(&common, &r, || r.markdown())
+        }
         BenchCommand::All {
             load,
             idle_connections,
@@ -235,6 +248,7 @@ async fn throughput_report(
         nginx_worker_connections: (load.connections * 2 + 64).max(1024),
         keep_logs: common.keep_logs,
         pod_transport: common.pod_transport,
+        pod_args: Vec::new(),
     };
     let load_before = loadavg();
     let mut bench = Bench::start(&plan).await?;
@@ -284,6 +298,7 @@ async fn idle_report(connections: usize, common: &CommonArgs) -> anyhow::Result<
         nginx_worker_connections: connections * 2 + 1024,
         keep_logs: common.keep_logs,
         pod_transport: common.pod_transport,
+        pod_args: Vec::new(),
     };
     let mut bench = Bench::start(&plan).await?;
     tracing::info!(connections, nofile, "measuring idle memory");

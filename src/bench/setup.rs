@@ -26,7 +26,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a child may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Token for the children's admin APIs (loopback only, lives as long as the run).
-const TOKEN: &str = "wsring-bench-token";
+pub(crate) const TOKEN: &str = "wsring-bench-token";
 /// Cluster name the children are started with.
 const CLUSTER: &str = "bench";
 
@@ -42,6 +42,8 @@ pub struct Plan {
     pub keep_logs: bool,
     /// How the router reaches the pods.
     pub pod_transport: PodTransport,
+    /// Extra arguments of every pod (Redis, history).
+    pub pod_args: Vec<String>,
 }
 
 /// Everything started for one benchmark; stop it with [`Bench::shutdown`].
@@ -74,7 +76,8 @@ impl Bench {
             let name = format!("bench-{i}");
             // The "direct" and nginx targets reach pods without a router's
             // signed headers: the benchmark pods accept them.
-            let args = ["--pod-name", &name, "--allow-direct"];
+            let mut args = vec!["--pod-name", &name, "--allow-direct"];
+            args.extend(plan.pod_args.iter().map(String::as_str));
             pods.push(spawn(&exe, dir.path(), Role::Pod, &name, &args)?);
         }
         let router_args = [

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::ports::{free_port, wait_for_port};
-use super::redis_server::RedisServer;
+use super::redis_server::{info, RedisServer};
 use crate::Error;
 
 /// The primary's name in the Sentinel (`redis+sentinel://…/wsring`).
@@ -153,17 +153,6 @@ async fn online_replicas(url: &str) -> usize {
     info(url, "replication")
         .await
         .map_or(0, |i| i.matches("state=online").count())
-}
-
-/// `INFO section` of the server at `url`, if it answers.
-async fn info(url: &str, section: &str) -> Option<String> {
-    let client = redis::Client::open(url).ok()?;
-    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-    redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut conn)
-        .await
-        .ok()
 }
 
 impl Drop for SentinelGroup {

@@ -58,12 +58,38 @@ impl RedisServer {
         self.port
     }
 
+    /// `used_memory` from `INFO memory`, bytes (benchmarks: what stored data costs).
+    pub async fn used_memory(&self) -> Result<u64, Error> {
+        let unreadable = |reason: String| Error::AdminCall {
+            call: format!("INFO memory at {}", self.url()),
+            reason,
+        };
+        let text = info(&self.url(), "memory")
+            .await
+            .ok_or_else(|| unreadable("no answer".into()))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| unreadable("no used_memory line".into()))
+    }
+
     /// Stop it now (SIGKILL by pid) and wait for the process, so its port is
     /// free again when this returns.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `INFO section` of the server at `url`, if it answers.
+pub(crate) async fn info(url: &str, section: &str) -> Option<String> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .ok()
 }
 
 impl Drop for RedisServer {
