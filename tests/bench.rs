@@ -51,14 +51,7 @@ async fn bench_push_refuses_bad_options() {
         ("--concurrency", "0"),
         ("--history-size", "0"),
     ] {
-        let output = wsring_command("bench")
-            .args(["push", flag, value, "--skip-nginx"])
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .await
-            .unwrap();
-        assert!(!output.status.success());
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = support::refused_stderr("bench", &["push", flag, value, "--skip-nginx"]).await;
         assert!(stderr.contains(flag), "{flag}: {stderr}");
     }
 }

@@ -401,16 +401,23 @@ async fn one_connection_until(
 
 #[tokio::test]
 async fn history_needs_a_real_redis() {
-    let output = support::wsring_command("dev")
-        .args(["--builtin-bus", "--history-size", "10", "--token", "t"])
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--control-listen", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = support::refused_stderr(
+        "dev",
+        &[
+            "--builtin-bus",
+            "--history-size",
+            "10",
+            "--token",
+            "t",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--control-listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
     assert!(stderr.contains("--history-size"), "{stderr}");
     assert!(stderr.contains("redis-server"), "{stderr}");
 }

@@ -40,6 +40,21 @@ pub fn wsring_command(subcommand: &str) -> Command {
     command
 }
 
+/// Run `wsring SUBCOMMAND ARGS…`, which must refuse to run: its stderr.
+pub async fn refused_stderr(subcommand: &str, args: &[&str]) -> String {
+    let output = wsring_command(subcommand)
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("wsring runs");
+    assert!(
+        !output.status.success(),
+        "wsring {subcommand} {args:?} should have refused to run"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A running `wsring dev` with its own Redis; dropping it stops the
 /// launcher (SIGTERM: it stops its router and pods first), then Redis.
 pub struct Dev {
