@@ -193,10 +193,10 @@ impl Registry {
     /// `at` (a push another pod, or this one, stored); returns how many.
     pub fn catch_up(&self, key: &str, at: &Position) -> usize {
         self.count_of_key(key, |e| {
-            e.positioned && {
+            if e.positioned {
                 e.mailbox.catch_up(CatchUp::UpTo(at.clone()));
-                true
             }
+            e.positioned
         })
     }
 
