@@ -25,6 +25,11 @@ use wsring_core::resume::{decode, Frame, Position, SUBPROTOCOL};
 
 const HISTORY: &[&str] = &["--history-size", "50", "--history-ttl", "2m"];
 
+/// The tests of this file each run a data plane (and one a Sentinel group)
+/// on these 2 cores; one at a time, so none of them measures the others'
+/// load (failover and WAIT timings stretch under it).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What one resuming client saw, over all its connections.
 #[derive(Debug, Default)]
 struct Seen {
@@ -36,6 +41,8 @@ struct Seen {
     closes: Vec<Option<u16>>,
     /// The last position, offered on the next connection.
     position: Option<Position>,
+    /// Upgrades that failed (refused, or answered without `wsring.v1`).
+    failed_upgrades: Vec<String>,
 }
 
 /// A `wsring.v1` client of `key` that reconnects by itself, offering its
@@ -78,12 +85,23 @@ async fn one_connection(
     request
         .headers_mut()
         .insert("sec-websocket-protocol", offer.parse().unwrap());
-    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.ok()?;
-    assert_eq!(
-        response.headers()["sec-websocket-protocol"],
-        SUBPROTOCOL,
-        "the pod answers wsring.v1"
-    );
+    let (mut ws, response) = match tokio_tungstenite::connect_async(request).await {
+        Ok(connected) => connected,
+        Err(error) => {
+            seen.lock().unwrap().failed_upgrades.push(error.to_string());
+            return None;
+        }
+    };
+    if response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.as_bytes())
+        != Some(SUBPROTOCOL.as_bytes())
+    {
+        let what = format!("101 without {SUBPROTOCOL}: {:?}", response.headers());
+        seen.lock().unwrap().failed_upgrades.push(what);
+        return None;
+    }
     loop {
         let bytes = match ws.next().await {
             Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
@@ -203,11 +221,12 @@ async fn wait_caught_up(keys: &[String], accepted: &Accepted<'_>, clients: &Clie
     for key in keys.iter().filter(|k| !caught_up(k)) {
         let seen = clients[key.as_str()].0.lock().unwrap();
         eprintln!(
-            "{key}: accepted up to {:?}, saw {:?}, openings {:?}, closes {:?}",
+            "{key}: accepted up to {:?}, saw {:?}, openings {:?}, closes {:?}, failed upgrades {:?}",
             accepted[key.as_str()].last(),
             seen.pushes.iter().map(|p| p.1).collect::<Vec<_>>(),
             seen.openings,
-            seen.closes
+            seen.closes,
+            seen.failed_upgrades
         );
     }
     assert!(
@@ -227,6 +246,7 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dev = Dev::start_with(3, HISTORY).await;
     let keys: Vec<String> = (0..40).map(|i| format!("h-{i}")).collect();
     let clients = resuming_clients(&dev, &keys).await;
@@ -261,6 +281,14 @@ async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
     for key in &keys {
         let seen = clients[key.as_str()].0.lock().unwrap();
         let accepted = &accepted[key.as_str()];
+        assert!(
+            !seen
+                .failed_upgrades
+                .iter()
+                .any(|e| e.starts_with("101 without")),
+            "{key}: every 101 speaks wsring.v1: {:?}",
+            seen.failed_upgrades
+        );
         let epoch = &accepted[0].1;
         assert!(accepted.iter().all(|(_, e)| e == epoch), "{key}: one epoch");
         let offsets: Vec<u64> = seen.pushes.iter().map(|p| p.1).collect();
@@ -295,6 +323,7 @@ async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_history_is_told_and_plain_clients_are_untouched() {
+    let _one = ONE_AT_A_TIME.lock().await;
     gone_history_and_plain_clients(&[]).await;
 }
 
@@ -302,6 +331,7 @@ async fn gone_history_is_told_and_plain_clients_are_untouched() {
 /// resume token cross the extended CONNECT both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_history_and_plain_clients_over_h2() {
+    let _one = ONE_AT_A_TIME.lock().await;
     gone_history_and_plain_clients(&["--router-arg=--pod-transport=h2"]).await;
 }
 
@@ -430,6 +460,7 @@ async fn history_needs_a_real_redis() {
 /// client saw was lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_and_resets_survive_a_sentinel_failover() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut group = wsring_core::harness::SentinelGroup::start()
         .await
         .expect("redis-server can run a primary, a replica and a Sentinel");
@@ -463,11 +494,31 @@ async fn history_and_resets_survive_a_sentinel_failover() {
             accepted.entry(key).or_default().push(position);
         }
     }
+    // The scale-up's moved clients are closed: by a reset if the pods hear
+    // it, else by the router at its reset timeout; then they resume.
+    until("the scale-up's moved clients were closed", || {
+        clients.values().any(|(seen, _)| {
+            seen.lock()
+                .unwrap()
+                .closes
+                .iter()
+                .any(|c| *c == Some(4001) || c.is_none())
+        })
+    })
+    .await;
     wait_caught_up(&keys, &accepted, &clients).await;
     let (mut moved, mut closed_by_router) = (0, 0);
     for key in &keys {
         let seen = clients[key.as_str()].0.lock().unwrap();
         let accepted = &accepted[key.as_str()];
+        assert!(
+            !seen
+                .failed_upgrades
+                .iter()
+                .any(|e| e.starts_with("101 without")),
+            "{key}: every 101 speaks wsring.v1: {:?}",
+            seen.failed_upgrades
+        );
         // A push refused because no replica confirmed it in time may still
         // be in the stream (and then reach the client): only accepted pushes
         // are promised, each exactly once and in order.
@@ -514,6 +565,7 @@ async fn history_and_resets_survive_a_sentinel_failover() {
 /// `push` answers carry the position (the README's push example).
 #[tokio::test]
 async fn push_answers_carry_the_position() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dev = Dev::start_with(1, HISTORY).await;
     let (status, body) = dev
         .admin(

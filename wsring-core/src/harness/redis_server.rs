@@ -33,6 +33,10 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            // A replica writes the data it synced to `dbfilename` in `dir`:
+            // never into the caller's working directory.
+            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .args(["--dbfilename", &format!("wsring-redis-{port}.rdb")])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -78,6 +82,9 @@ impl RedisServer {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(
+            std::env::temp_dir().join(format!("wsring-redis-{}.rdb", self.port)),
+        );
     }
 }
 
