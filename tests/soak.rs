@@ -11,8 +11,9 @@ mod support;
 use support::wsring_command;
 
 /// Run `wsring soak` with 300 connections on 3 pods and `extra` arguments;
-/// its JSON report, after checking it passed.
-async fn soak(extra: &[&str]) -> Value {
+/// its JSON report (one run's, or `{runs, ok}` with `--history both`),
+/// after checking it passed.
+async fn soak_json(extra: &[&str]) -> Value {
     let run = wsring_command("soak")
         .args(["--connections", "300", "--pods", "3"])
         .args(["--interval-secs", "3", "--duration-secs", "60"])
@@ -20,8 +21,8 @@ async fn soak(extra: &[&str]) -> Value {
         .args(extra)
         .stdout(Stdio::piped())
         .output();
-    // Generous: the soak itself takes ~10-20 s; the machine is shared.
-    let output = tokio::time::timeout(Duration::from_secs(240), run)
+    // Generous: the soak itself takes ~10-20 s per run; the machine is shared.
+    let output = tokio::time::timeout(Duration::from_secs(300), run)
         .await
         .expect("soak finished in time")
         .expect("soak ran");
@@ -29,16 +30,24 @@ async fn soak(extra: &[&str]) -> Value {
     let report: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("soak printed no JSON report ({e}):\n{stdout}"));
     eprintln!("{report:#}");
-    assert!(
-        output.status.success(),
-        "soak failed: {}",
-        report["failures"]
-    );
+    assert!(output.status.success(), "soak failed: {report}");
     assert_eq!(report["ok"], true);
+    report
+}
+
+/// One run's report: every connection kept, no unexpected close, no reset missed.
+fn assert_clean(report: &Value) {
+    assert_eq!(report["ok"], true, "{}", report["failures"]);
     assert_eq!(report["connections"], 300);
     assert_eq!(report["connectionsLost"], 0);
     assert_eq!(report["unexpectedCloses"], 0);
     assert_eq!(report["missedResets"], 0);
+}
+
+/// [`soak_json`] of a single run, checked with [`assert_clean`].
+async fn soak(extra: &[&str]) -> Value {
+    let report = soak_json(extra).await;
+    assert_clean(&report);
     report
 }
 
@@ -110,4 +119,89 @@ async fn soak_over_h2_resets_exactly_the_moved_connections() {
     let crash = &events[3];
     assert_eq!(crash["crashCloses"], crash["resetsNeeded"], "{crash}");
     assert_eq!(crash["unexpected"], 0, "{crash}");
+}
+
+/// Numbered pushes (100/s) during adds, a graceful stop, a crash and a kill
+/// of the Redis primary (Sentinel group), once without history and once
+/// with it. With history every accepted push reaches its client exactly
+/// once and in order, through the 4001 moves, the crash and the failover;
+/// without it, what was pushed while a key moved is lost (and counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_with_pushes_loses_nothing_with_history_and_counts_the_loss_without() {
+    let report = soak_json(&[
+        "--max-events",
+        "5",
+        "--crash",
+        "--redis-failover",
+        "--pushes-per-sec",
+        "100",
+        "--history",
+        "both",
+    ])
+    .await;
+    let runs = report["runs"].as_array().expect("two runs");
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_clean(run);
+        let kinds: Vec<&str> = run["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["add", "graceful", "redisFailover", "add", "crash"]);
+        let failover = &run["events"][2];
+        assert_eq!(failover["ringBefore"], failover["ringAfter"], "{failover}");
+        assert_eq!(failover["unexpected"], 0, "{failover}");
+        assert!(
+            failover["redisUnavailableMs"].as_u64().is_some(),
+            "{failover}"
+        );
+        let p = &run["pushes"];
+        let n = |field: &str| p[field].as_u64().unwrap_or_else(|| panic!("{field}: {p}"));
+        assert!(n("accepted") > 100, "{p}");
+        assert_eq!(n("receivedOnce") + n("lost"), n("accepted"), "{p}");
+        assert_eq!(
+            (n("duplicated"), n("outOfOrder"), n("malformed")),
+            (0, 0, 0),
+            "{p}"
+        );
+    }
+    let (off, on) = (&runs[0], &runs[1]);
+    assert_eq!(off["history"], "off");
+    assert_eq!(on["history"], "on (size 1000)");
+    assert_eq!(off["pushes"]["resumes"], 0, "plain clients do not resume");
+    let on = &on["pushes"];
+    assert_eq!(on["lost"], 0, "{on}");
+    assert_eq!(on["gone"], 0, "the replica kept every accepted push: {on}");
+    assert!(
+        on["resumes"].as_u64().unwrap() > 0,
+        "moved and crashed clients resumed: {on}"
+    );
+    assert!(on["resumeP99Ms"].as_f64().is_some(), "{on}");
+}
+
+/// Options that cannot make a meaningful soak are refused up front.
+#[tokio::test]
+async fn soak_refuses_history_without_pushes_and_a_zero_history() {
+    let stderr = support::refused_stderr("soak", &["--history", "on"]).await;
+    assert!(stderr.contains("--pushes-per-sec"), "{stderr}");
+    let stderr = support::refused_stderr(
+        "soak",
+        &[
+            "--pushes-per-sec",
+            "10",
+            "--history",
+            "on",
+            "--history-size",
+            "0",
+        ],
+    )
+    .await;
+    assert!(
+        stderr.contains("--history-size must be at least 1"),
+        "{stderr}"
+    );
+    let stderr = support::refused_stderr("soak", &["--history", "sometimes"]).await;
+    assert!(stderr.contains("sometimes"), "{stderr}");
 }

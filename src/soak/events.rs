@@ -1,7 +1,9 @@
 //! Scale events and what they should do to the clients.
 //!
 //! The schedule alternates adding a pod and stopping the newest one
-//! gracefully; with `--crash` every second removal is a `kill -9` instead.
+//! gracefully; with `--crash` every second removal is a `kill -9` instead;
+//! with `--redis-failover` every fifth event (the third of each five) kills
+//! the Redis primary instead of changing the ring.
 //! For each event the controller snapshots which pod every client is on and
 //! the router's ring before and after; [`needed`] is the set of clients whose
 //! owner changed, and [`attribute`] sorts the closes clients saw in the
@@ -26,13 +28,26 @@ pub enum Kind {
     Graceful,
     /// `DELETE /pods/{newest}?mode=crash`: SIGKILL, the ring follows.
     Crash,
+    /// SIGKILL of the Redis primary; the Sentinel promotes a replica. The
+    /// ring stays as it is: no client may be closed.
+    RedisFailover,
 }
 
 impl Kind {
     /// The `n`-th event (from 0): add, remove, add, remove, … where with
-    /// `crash` every second removal is a crash.
-    pub fn nth(n: usize, crash: bool) -> Kind {
-        match n % 4 {
+    /// `crash` every second removal is a crash, and with `failover` the
+    /// third of every five events is a Redis failover.
+    pub fn nth(n: usize, crash: bool, failover: bool) -> Kind {
+        let scale = if failover {
+            if n % 5 == 2 {
+                return Kind::RedisFailover;
+            }
+            // Failovers before this event (at 2, 7, 12, …) are not scale events.
+            n - (n + 2) / 5
+        } else {
+            n
+        };
+        match scale % 4 {
             0 | 2 => Kind::Add,
             3 if crash => Kind::Crash,
             _ => Kind::Graceful,
@@ -119,15 +134,31 @@ mod tests {
 
     #[test]
     fn schedule_alternates_and_crashes_every_second_removal() {
-        let plain: Vec<Kind> = (0..4).map(|n| Kind::nth(n, false)).collect();
+        let plain: Vec<Kind> = (0..4).map(|n| Kind::nth(n, false, false)).collect();
         assert_eq!(
             plain,
             [Kind::Add, Kind::Graceful, Kind::Add, Kind::Graceful]
         );
-        let crashy: Vec<Kind> = (0..5).map(|n| Kind::nth(n, true)).collect();
+        let crashy: Vec<Kind> = (0..5).map(|n| Kind::nth(n, true, false)).collect();
         assert_eq!(
             crashy,
             [Kind::Add, Kind::Graceful, Kind::Add, Kind::Crash, Kind::Add]
+        );
+        let failing: Vec<Kind> = (0..10).map(|n| Kind::nth(n, true, true)).collect();
+        assert_eq!(
+            failing,
+            [
+                Kind::Add,
+                Kind::Graceful,
+                Kind::RedisFailover,
+                Kind::Add,
+                Kind::Crash,
+                Kind::Add,
+                Kind::Graceful,
+                Kind::RedisFailover,
+                Kind::Add,
+                Kind::Crash,
+            ]
         );
     }
 

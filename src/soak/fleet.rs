@@ -2,9 +2,12 @@
 //! (`soak-{i}`), behaving like a well-written wsring client: on close 4001
 //! it reconnects at once, on anything else it retries with capped backoff.
 //! While connected it sends a text message every few seconds and checks the
-//! echo. Every close is logged with the client, the pod it was on and its
-//! code, so the controller can attribute closes to the scale event in whose
-//! window they happened.
+//! echo, and records every push it receives in the [`Ledger`]. With history
+//! on it speaks `wsring.v1`: it remembers its last position and offers it on
+//! every reconnect, and measures how long after the 101 it holds every push
+//! accepted before it came back (the resume latency). Every close is logged
+//! with the client, the pod it was on and its code, so the controller can
+//! attribute closes to the scale event in whose window they happened.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,11 +19,15 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use wsring_core::protocol::{CLOSE_RING_MOVED, HEADER_POD};
+use wsring_core::resume::{self, Frame, Position, SUBPROTOCOL};
+
+use super::pushes::{seq_of, Ledger};
 
 /// First wait before reconnecting after a close other than 4001 or a failed attempt.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -52,6 +59,9 @@ pub struct Close {
 /// State shared by the client tasks and the controller.
 struct Shared {
     addr: SocketAddr,
+    /// Speak `wsring.v1` and resume.
+    history: bool,
+    ledger: Arc<Ledger>,
     /// Current pod of each client (`None` while not connected).
     pods: Vec<Mutex<Option<String>>>,
     connected: AtomicUsize,
@@ -81,10 +91,20 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Start `n` clients against the router at `addr`; they connect in the background.
-    pub fn start(addr: SocketAddr, n: usize, message_interval: Duration) -> Fleet {
+    /// Start `n` clients against the router at `addr`; they connect in the
+    /// background, record pushes in `ledger`, and with `history` speak
+    /// `wsring.v1` and resume.
+    pub fn start(
+        addr: SocketAddr,
+        n: usize,
+        message_interval: Duration,
+        history: bool,
+        ledger: Arc<Ledger>,
+    ) -> Fleet {
         let shared = Arc::new(Shared {
             addr,
+            history,
+            ledger,
             pods: (0..n).map(|_| Mutex::new(None)).collect(),
             connected: AtomicUsize::new(0),
             closes: Mutex::new(Vec::new()),
@@ -193,9 +213,11 @@ async fn client(
     let url = format!("ws://{}/?key={key}", shared.addr);
     let mut ramp = Some(shared.ramp.acquire().await);
     let mut backoff = BACKOFF_START;
+    let mut pushes = Pushes::default();
     loop {
+        let offer = shared.history.then(|| protocols(pushes.position.as_ref()));
         let attempt = tokio::select! {
-            r = connect(shared.addr, &url) => r,
+            r = connect(shared.addr, &url, offer) => r,
             _ = stop.changed() => return,
         };
         ramp.take();
@@ -212,7 +234,8 @@ async fn client(
         };
         backoff = BACKOFF_START;
         shared.set_pod(i, Some(pod.clone()));
-        let ended = session(ws, i, &shared, &mut stop, message_interval).await;
+        pushes.connected(shared.ledger.last_accepted(i));
+        let ended = session(ws, i, &shared, &mut stop, message_interval, &mut pushes).await;
         if let Ended::Closed(code) = &ended {
             shared.closes().push(Close {
                 client: i,
@@ -245,17 +268,37 @@ async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration) -> bool
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// TCP connect and upgrade; returns the stream and the pod named by `x-wsring-pod`.
-async fn connect(addr: SocketAddr, url: &str) -> anyhow::Result<(Ws, String)> {
+/// The `Sec-WebSocket-Protocol` a resuming client offers.
+fn protocols(position: Option<&Position>) -> String {
+    match position {
+        Some(at) => format!("{SUBPROTOCOL}, {}", at.since_token()),
+        None => SUBPROTOCOL.to_string(),
+    }
+}
+
+/// TCP connect and upgrade (offering `protocols` if given); returns the
+/// stream and the pod named by `x-wsring-pod`.
+async fn connect(
+    addr: SocketAddr,
+    url: &str,
+    protocols: Option<String>,
+) -> anyhow::Result<(Ws, String)> {
     tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let mut request = url.into_client_request()?;
+        if let Some(offer) = protocols {
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", offer.parse()?);
+        }
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0);
-        let (ws, response) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
-            .await
-            .context("upgrade")?;
+        let (ws, response) =
+            tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+                .await
+                .context("upgrade")?;
         let pod = response
             .headers()
             .get(HEADER_POD)
@@ -276,6 +319,7 @@ async fn session(
     shared: &Shared,
     stop: &mut watch::Receiver<bool>,
     interval: Duration,
+    pushes: &mut Pushes,
 ) -> Ended {
     let (mut sink, mut stream) = ws.split();
     let offset = interval.mul_f64((i % 1000) as f64 / 1000.0);
@@ -303,7 +347,13 @@ async fn session(
             }
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    if outstanding.as_deref() == Some(t.as_str()) {
+                    let app = if shared.history {
+                        pushes.frame(t.as_bytes(), i, &shared.ledger)
+                    } else {
+                        pushes.plain(t.as_bytes(), i, &shared.ledger)
+                    };
+                    let Some(app) = app else { continue };
+                    if outstanding.as_deref().map(str::as_bytes) == Some(app) {
                         outstanding = None;
                         shared.echoed.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -315,6 +365,87 @@ async fn session(
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return Ended::Closed(None),
+            }
+        }
+    }
+}
+
+/// One client's push state across its connections.
+#[derive(Debug, Default)]
+struct Pushes {
+    /// Last position seen (`wsring.v1`), offered on the next reconnect.
+    position: Option<Position>,
+    /// Highest push `seq` received.
+    highest: u64,
+    /// A resume being timed: when its 101 came and the push it must reach.
+    resuming: Option<(tokio::time::Instant, u64)>,
+    /// The opening frame (`s`, `r`, `g`) of this connection arrived.
+    opened: bool,
+}
+
+impl Pushes {
+    /// A connection is up; `last_accepted` is the newest push of the key
+    /// the API had accepted by then.
+    fn connected(&mut self, last_accepted: u64) {
+        self.opened = false;
+        self.resuming = self
+            .position
+            .is_some()
+            .then(|| (tokio::time::Instant::now(), last_accepted));
+    }
+
+    /// A plain text frame: a push is recorded; anything else is the app's.
+    fn plain<'a>(&mut self, text: &'a [u8], i: usize, ledger: &Ledger) -> Option<&'a [u8]> {
+        match seq_of(text) {
+            Some(seq) => {
+                self.push(seq, i, ledger);
+                None
+            }
+            None => Some(text),
+        }
+    }
+
+    /// A `wsring.v1` frame: positions and pushes are recorded; the app's
+    /// own frames are returned.
+    fn frame<'a>(&mut self, bytes: &'a [u8], i: usize, ledger: &Ledger) -> Option<&'a [u8]> {
+        match resume::decode(bytes) {
+            Ok(Frame::App(body)) => return Some(body),
+            Ok(Frame::Push(at, body)) => match seq_of(body) {
+                Some(seq) => {
+                    self.position = Some(at);
+                    self.push(seq, i, ledger);
+                }
+                None => ledger.malformed(),
+            },
+            Ok(Frame::Start(at) | Frame::Resumed(at)) => {
+                self.position = Some(at);
+                self.opened = true;
+            }
+            Ok(Frame::Gone(at, _)) => {
+                self.position = Some(at);
+                self.opened = true;
+                // What was missed is gone: no resume to time.
+                self.resuming = None;
+                ledger.gone();
+            }
+            Err(_) => ledger.malformed(),
+        }
+        self.check_resumed(ledger);
+        None
+    }
+
+    fn push(&mut self, seq: u64, i: usize, ledger: &Ledger) {
+        ledger.received(i, seq);
+        self.highest = self.highest.max(seq);
+    }
+
+    /// The resume is over once the opening frame came and every push
+    /// accepted before the reconnect is here.
+    fn check_resumed(&mut self, ledger: &Ledger) {
+        if let Some((since, target)) = self.resuming {
+            if self.opened && self.highest >= target {
+                ledger.resumed(since.elapsed());
+                self.resuming = None;
             }
         }
     }

@@ -11,17 +11,28 @@
 //! counter) and with the 4001 closes the clients saw. [`report`] prints the
 //! table (or `--json`) and the verdict; the exit code is non-zero when a
 //! check failed.
+//!
+//! With `--pushes-per-sec` a [`pushes::Pusher`] sends numbered pushes to
+//! every key in turn through the router's push API during all of it, and
+//! the report counts, among the accepted pushes, those each client received
+//! exactly once, lost, duplicated and out of order, and the resume latency.
+//! `--history on|off|both` runs it with per-key history, without, or both
+//! one after the other with the figures side by side; `--redis-failover`
+//! runs Redis as a Sentinel group and makes every fifth event a kill of its
+//! primary.
 
 pub mod events;
 pub mod fleet;
 pub mod plane;
+pub mod pushes;
 pub mod report;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use tokio::time::Instant;
 use wsring_core::Ring;
 
@@ -32,8 +43,9 @@ use wsring::process::nofile::{fit_nofile, raise_nofile};
 
 use events::Kind;
 use fleet::Fleet;
-use plane::Plane;
-use report::{EventRow, RssRow, SoakReport};
+use plane::{Plane, PlaneConfig};
+use pushes::{Ledger, Pusher};
+use report::{Comparison, EventRow, RssRow, SoakReport};
 
 /// How long the clients may take to get back to all-connected after an event.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +57,22 @@ const RESET_WAIT: Duration = Duration::from_secs(15);
 const RSS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the controller polls while waiting.
 const POLL: Duration = Duration::from_millis(50);
+/// How long accepted pushes may take to reach their clients once the
+/// pusher stopped (with history; without, what is lost stays lost).
+const DELIVERY_WAIT: Duration = Duration::from_secs(15);
+/// Without history: just long enough for the last answered pushes to arrive.
+const DELIVERY_WAIT_PLAIN: Duration = Duration::from_secs(2);
+
+/// Which runs `--history` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryMode {
+    /// Pushes without history (what a push to a moving key does today).
+    Off,
+    /// Per-key history and `wsring.v1` clients that resume.
+    On,
+    /// Off, then on, with the same schedule; the figures side by side.
+    Both,
+}
 
 /// Options of `wsring soak`.
 #[derive(Args, Debug, Clone)]
@@ -74,6 +102,20 @@ pub struct SoakArgs {
     /// Milliseconds between two echo messages of one client.
     #[arg(long, default_value_t = 5_000)]
     pub message_interval_ms: u64,
+    /// Numbered pushes per second through the router's push API, to every
+    /// key in turn, during the whole run (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub pushes_per_sec: u32,
+    /// Per-key history for the pushes: `off`, `on`, or `both` (two runs).
+    #[arg(long, value_enum, default_value = "off")]
+    pub history: HistoryMode,
+    /// `--history-size` of the runs with history.
+    #[arg(long, default_value_t = 1000)]
+    pub history_size: usize,
+    /// Run Redis as a Sentinel group (primary, two replicas) and make the
+    /// third of every five events a SIGKILL of its primary.
+    #[arg(long)]
+    pub redis_failover: bool,
     /// Print JSON instead of markdown.
     #[arg(long)]
     pub json: bool,
@@ -82,28 +124,57 @@ pub struct SoakArgs {
     pub keep_logs: bool,
 }
 
-/// Run the soak and print its report; Ctrl-C / SIGTERM abandon it (the
-/// children are stopped on drop). Fails when a check failed.
+/// Run the soak (once, or with `--history both` twice) and print its
+/// report; Ctrl-C / SIGTERM abandon it (the children are stopped on drop).
+/// Fails when a check failed.
 pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.pods >= 1, "--pods must be at least 1");
     anyhow::ensure!(
         args.interval_secs >= 1,
         "--interval-secs must be at least 1"
     );
-    let report = tokio::select! {
-        r = soak(&args) => r?,
+    anyhow::ensure!(
+        args.history == HistoryMode::Off || args.pushes_per_sec > 0,
+        "--history {:?} needs --pushes-per-sec: history is about pushes",
+        args.history
+    );
+    anyhow::ensure!(args.history_size >= 1, "--history-size must be at least 1");
+    let histories: &[bool] = match args.history {
+        HistoryMode::Off => &[false],
+        HistoryMode::On => &[true],
+        HistoryMode::Both => &[false, true],
+    };
+    let runs = async {
+        let mut reports = Vec::new();
+        for history in histories {
+            reports.push(soak(&args, *history).await?);
+        }
+        anyhow::Ok(reports)
+    };
+    let reports = tokio::select! {
+        r = runs => r?,
         () = shutdown_signal() => anyhow::bail!("interrupted"),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let failures: Vec<String> = reports.iter().flat_map(|r| r.failures.clone()).collect();
+    if let [report] = reports.as_slice() {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(report)?);
+        } else {
+            println!("{}", report.markdown());
+        }
     } else {
-        println!("{}", report.markdown());
+        let comparison = Comparison::new(reports);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&comparison)?);
+        } else {
+            println!("{}", comparison.markdown());
+        }
     }
-    anyhow::ensure!(report.ok, "soak failed: {}", report.failures.join("; "));
+    anyhow::ensure!(failures.is_empty(), "soak failed: {}", failures.join("; "));
     Ok(())
 }
 
-async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
+async fn soak(args: &SoakArgs, history: bool) -> anyhow::Result<SoakReport> {
     // The router holds the client's socket and, over HTTP/1.1, one to the pod.
     let fds_per_connection = match args.pod_transport {
         PodTransport::Http1 => 2,
@@ -124,9 +195,26 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
             "open-files limit too low for the router's descriptors; using fewer connections"
         );
     }
-    let plane = Plane::start(args.pods, args.pod_transport, args.keep_logs).await?;
+    let plane = Plane::start(&PlaneConfig {
+        pods: args.pods,
+        transport: args.pod_transport,
+        history_size: history.then_some(args.history_size),
+        sentinel: args.redis_failover,
+        keep_logs: args.keep_logs,
+    })
+    .await?;
     let mut report = SoakReport {
         pod_transport: args.pod_transport.as_str().to_string(),
+        history: if history {
+            format!("on (size {})", args.history_size)
+        } else {
+            "off".to_string()
+        },
+        redis: if args.redis_failover {
+            "sentinel (primary + 2 replicas)".to_string()
+        } else {
+            "single".to_string()
+        },
         requested_connections: args.connections,
         connections,
         nofile_limit: nofile,
@@ -135,7 +223,7 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
         interval_secs: args.interval_secs,
         ..SoakReport::default()
     };
-    let result = drive(&plane, args, &mut report).await;
+    let result = drive(&plane, args, history, &mut report).await;
     plane.shutdown().await;
     result?;
     Ok(report)
@@ -172,14 +260,22 @@ impl Memory {
     }
 }
 
-async fn drive(plane: &Plane, args: &SoakArgs, report: &mut SoakReport) -> anyhow::Result<()> {
+async fn drive(
+    plane: &Plane,
+    args: &SoakArgs,
+    history: bool,
+    report: &mut SoakReport,
+) -> anyhow::Result<()> {
     let mut memory = Memory::default();
     memory.sample(plane, |r| &mut r.idle_kib).await;
     let started = Instant::now();
+    let ledger = Arc::new(Ledger::new(report.connections));
     let fleet = Fleet::start(
         plane.public,
         report.connections,
         Duration::from_millis(args.message_interval_ms.max(1)),
+        history,
+        ledger.clone(),
     );
     let ramped = wait_all_connected(plane, &fleet, RAMP_TIMEOUT, &mut memory).await;
     report.ramp_secs = started.elapsed().as_secs_f64();
@@ -195,6 +291,14 @@ async fn drive(plane: &Plane, args: &SoakArgs, report: &mut SoakReport) -> anyho
         "all clients connected"
     );
     memory.sample(plane, |r| &mut r.start_kib).await;
+    let pusher = (args.pushes_per_sec > 0).then(|| {
+        Pusher::start(
+            plane.admin,
+            plane.token(),
+            ledger.clone(),
+            args.pushes_per_sec,
+        )
+    });
 
     let t0 = Instant::now();
     let pre_events = fleet.close_mark();
@@ -210,10 +314,12 @@ async fn drive(plane: &Plane, args: &SoakArgs, report: &mut SoakReport) -> anyho
             memory.sample(plane, |r| &mut r.end_kib).await;
             tokio::time::sleep(RSS_INTERVAL.min(due - Instant::now())).await;
         }
-        let kind = Kind::nth(n, args.crash);
-        let (row, window) = scale_event(plane, &fleet, n + 1, kind, t0, &mut memory)
-            .await
-            .with_context(|| format!("scale event {} ({kind:?})", n + 1))?;
+        let kind = Kind::nth(n, args.crash, args.redis_failover);
+        let event = match kind {
+            Kind::RedisFailover => failover_event(plane, &fleet, n + 1, t0, &mut memory).await,
+            _ => scale_event(plane, &fleet, n + 1, kind, t0, &mut memory).await,
+        };
+        let (row, window) = event.with_context(|| format!("event {} ({kind:?})", n + 1))?;
         tracing::info!(
             n = row.n,
             kind = ?row.kind,
@@ -230,6 +336,22 @@ async fn drive(plane: &Plane, args: &SoakArgs, report: &mut SoakReport) -> anyho
     tokio::time::sleep(interval).await;
     wait_all_connected(plane, &fleet, SETTLE_TIMEOUT, &mut memory).await;
     memory.sample(plane, |r| &mut r.end_kib).await;
+    if let Some(pusher) = pusher {
+        pusher.stop().await;
+        let wait = if history {
+            DELIVERY_WAIT
+        } else {
+            DELIVERY_WAIT_PLAIN
+        };
+        let deadline = Instant::now() + wait;
+        while !ledger.all_received() && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        report.pushes = Some(pushes::PushTotals {
+            per_second: args.pushes_per_sec,
+            ..ledger.totals()
+        });
+    }
     let end = fleet.close_mark();
     report.connections_lost = fleet.len() - fleet.connected();
     // Closes before the first event are unexpected; each event's window
@@ -314,6 +436,7 @@ async fn scale_event(
             plane.stop_pod(&newest, mode).await?;
             newest
         }
+        Kind::RedisFailover => anyhow::bail!("a Redis failover is no scale event"),
     };
     let after = newer_ring(plane, before.version()).await?;
     let needed = events::needed(&pods_before, &before, &after);
@@ -346,8 +469,57 @@ async fn scale_event(
         misplaced_before: events::misplaced(&pods_before, &before),
         misplaced_after: events::misplaced(&fleet.pods(), &after),
         settle_ms,
+        redis_unavailable_ms: None,
     };
     Ok((row, Window { from, needed }))
+}
+
+/// Kill the Redis primary from a settled state: the ring stays, so no
+/// client needs to move and any close in the window is unexpected.
+async fn failover_event(
+    plane: &Plane,
+    fleet: &Fleet,
+    n: usize,
+    t0: Instant,
+    memory: &mut Memory,
+) -> anyhow::Result<(EventRow, Window)> {
+    wait_all_connected(plane, fleet, SETTLE_TIMEOUT, memory).await;
+    let ring = plane.ring().await?;
+    let counters_before = plane.counters().await?;
+    let misplaced_before = events::misplaced(&fleet.pods(), &ring);
+    let from = fleet.close_mark();
+    let at_secs = t0.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let unavailable = plane.fail_over_redis().await?;
+    wait_all_connected(plane, fleet, SETTLE_TIMEOUT, memory).await;
+    let settle_ms = started.elapsed().as_millis() as u64;
+    let delta = plane.counters().await?.since(&counters_before);
+    let row = EventRow {
+        n,
+        at_secs,
+        kind: Kind::RedisFailover,
+        pod: "redis primary".into(),
+        ring_before: ring.version(),
+        ring_after: plane.ring().await?.version(),
+        members: ring.members().len(),
+        resets_needed: 0,
+        resets_sent: delta.connections_reset,
+        reset_batches: delta.resets_published,
+        publish_errors: delta.publish_errors,
+        forced_closes: delta.forced_closes,
+        closes: Default::default(),
+        misplaced_before,
+        misplaced_after: events::misplaced(&fleet.pods(), &ring),
+        settle_ms,
+        redis_unavailable_ms: Some(unavailable.as_millis() as u64),
+    };
+    Ok((
+        row,
+        Window {
+            from,
+            needed: BTreeSet::new(),
+        },
+    ))
 }
 
 /// The member with the highest ordinal (`pod-N`): the one scaling down removes.

@@ -1,4 +1,5 @@
-//! The data plane a soak runs against: a private `redis-server` and a real
+//! The data plane a soak runs against: a private Redis (one `redis-server`,
+//! or with `--redis-failover` a Sentinel group of three) and a real
 //! `wsring dev` child given that Redis with `--redis`, so the soak exercises
 //! exactly the local mode users run (router and pods are the launcher's
 //! children). Everything here talks to it from outside: the launcher's
@@ -15,7 +16,7 @@ use wsring::metrics::metric_value;
 use wsring::process::{DevLaunch, DevProcess, Logs};
 use wsring::procfs::rss_kib;
 use wsring_core::harness::admin_http::Method;
-use wsring_core::harness::{free_addr, AdminClient, RedisServer};
+use wsring_core::harness::{free_addr, AdminClient, RedisServer, SentinelGroup};
 use wsring_core::{Ring, RingSpec};
 use wsring_router::PodTransport;
 
@@ -63,47 +64,81 @@ impl Counters {
     }
 }
 
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct PlaneConfig {
+    /// Pods at start.
+    pub pods: usize,
+    /// The router's `--pod-transport`.
+    pub transport: PodTransport,
+    /// `--history-size` for the pods; `None`: history off.
+    pub history_size: Option<usize>,
+    /// A Sentinel group instead of one redis-server (the history then waits
+    /// for one replica, `--history-replicas 1`).
+    pub sentinel: bool,
+    /// Keep the temporary directory with the log.
+    pub keep_logs: bool,
+}
+
+/// The soak's Redis.
+enum SoakRedis {
+    Single(RedisServer),
+    Sentinel(SentinelGroup),
+}
+
 /// A running `wsring dev` with its private Redis; stop it with [`Plane::shutdown`].
 pub struct Plane {
     /// Router public listener (the one every client connects to).
     pub public: SocketAddr,
-    admin: SocketAddr,
+    /// Router admin listener (the push API).
+    pub admin: SocketAddr,
     control: SocketAddr,
     // Before `redis`: dropped first, the launcher stops while its bus is up.
     dev: DevProcess,
-    redis: RedisServer,
+    redis: tokio::sync::Mutex<SoakRedis>,
     http: AdminClient,
     dir: tempfile::TempDir,
     keep_logs: bool,
 }
 
 impl Plane {
-    /// Start redis-server, then `wsring dev --pods N --redis …`, and wait for its ready line.
-    pub async fn start(
-        pods: usize,
-        transport: PodTransport,
-        keep_logs: bool,
-    ) -> anyhow::Result<Plane> {
+    /// Start Redis, then `wsring dev --pods N --redis …`, and wait for its ready line.
+    pub async fn start(config: &PlaneConfig) -> anyhow::Result<Plane> {
         let dir = tempfile::Builder::new()
             .prefix("wsring-soak-")
             .tempdir()
             .context("creating a temporary directory")?;
-        let redis = RedisServer::start()
-            .await
-            .context("the soak needs redis-server on PATH")?;
+        let (redis, redis_url) = if config.sentinel {
+            let group = SentinelGroup::start()
+                .await
+                .context("the soak needs redis-server on PATH (with --sentinel)")?;
+            let url = group.url();
+            (SoakRedis::Sentinel(group), url)
+        } else {
+            let server = RedisServer::start()
+                .await
+                .context("the soak needs redis-server on PATH")?;
+            let url = server.url();
+            (SoakRedis::Single(server), url)
+        };
         let (public, admin, control) = (free_addr()?, free_addr()?, free_addr()?);
+        let mut args = vec![format!(
+            "--router-arg=--pod-transport={}",
+            config.transport.as_str()
+        )];
+        if let Some(size) = config.history_size {
+            args.push(format!("--history-size={size}"));
+            args.push(format!("--history-replicas={}", u8::from(config.sentinel)));
+        }
         let launch = DevLaunch {
             exe: std::env::current_exe().context("locating wsring")?,
-            pods,
+            pods: config.pods,
             listen: public,
             admin,
             control,
-            redis_url: redis.url(),
+            redis_url,
             token: TOKEN.to_owned(),
-            args: vec![format!(
-                "--router-arg=--pod-transport={}",
-                transport.as_str()
-            )],
+            args,
             logs: Logs::File(dir.path().join("dev.log")),
         };
         let dev = DevProcess::start(launch, START_TIMEOUT).await?;
@@ -112,11 +147,29 @@ impl Plane {
             admin,
             control,
             dev,
-            redis,
+            redis: tokio::sync::Mutex::new(redis),
             http: AdminClient::new(),
             dir,
-            keep_logs,
+            keep_logs: config.keep_logs,
         })
+    }
+
+    /// The token of the admin (push) and control APIs.
+    pub fn token(&self) -> &'static str {
+        TOKEN
+    }
+
+    /// SIGKILL the Redis primary and wait until the Sentinel has promoted a
+    /// replica (and the killed node is back as a replica); returns how long
+    /// there was no writable primary.
+    pub async fn fail_over_redis(&self) -> anyhow::Result<Duration> {
+        match &mut *self.redis.lock().await {
+            SoakRedis::Sentinel(group) => Ok(group.kill_primary_and_fail_over().await?),
+            SoakRedis::Single(server) => bail!(
+                "a Redis failover needs the Sentinel group, not the single server at {}",
+                server.url()
+            ),
+        }
     }
 
     async fn call(&self, method: Method, url: &str) -> anyhow::Result<bytes::Bytes> {
@@ -202,7 +255,7 @@ impl Plane {
     /// SIGTERM the launcher (it stops router and pods), then stop Redis.
     pub async fn shutdown(mut self) {
         self.dev.stop(STOP_TIMEOUT).await;
-        self.redis.stop();
+        drop(self.redis);
         if self.keep_logs {
             let kept: PathBuf = self.dir.keep();
             eprintln!("soak logs kept in {}", kept.display());

@@ -1,13 +1,16 @@
-//! What a soak found: one row per scale event, totals, memory, and the
+//! What a soak found: one row per event, totals, pushes, memory, and the
 //! verdict (markdown table or `--json`). The verdict is what the exit code
 //! reports: resets needed = resets sent, no connection lost, no unexpected
-//! close, every moved client closed with 4001.
+//! close, every moved client closed with 4001; with pushes, no accepted push
+//! duplicated or out of order, and with history none lost. [`Comparison`]
+//! puts the runs of `--history both` side by side.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use super::events::{Attribution, Kind};
+use super::pushes::PushTotals;
 
 /// One scale event.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +49,9 @@ pub struct EventRow {
     pub misplaced_after: usize,
     /// From the control call until every client was connected again, ms.
     pub settle_ms: u64,
+    /// A Redis failover: how long there was no writable primary with a
+    /// synced replica, ms.
+    pub redis_unavailable_ms: Option<u64>,
 }
 
 /// Memory of one process (or group) over the run, KiB.
@@ -70,6 +76,10 @@ pub struct RssRow {
 pub struct SoakReport {
     /// The router's `--pod-transport` (`http1` or `h2`).
     pub pod_transport: String,
+    /// `off` or `on (size N)`.
+    pub history: String,
+    /// `single` or the Sentinel group.
+    pub redis: String,
     /// `--connections` as asked.
     pub requested_connections: usize,
     /// Connections actually used (capped by the open-files limit).
@@ -110,6 +120,8 @@ pub struct SoakReport {
     pub echo_errors: u64,
     /// Failed connect attempts (informational: a reconnect may race the ring change).
     pub connect_failures: u64,
+    /// The push load, when there was one.
+    pub pushes: Option<PushTotals>,
     /// Memory.
     pub rss: Vec<RssRow>,
     /// True when every check passed.
@@ -157,6 +169,30 @@ impl SoakReport {
                 failures.push(format!("{n} {what}"));
             }
         }
+        let ring_moved = all()
+            .filter(|e| e.kind == Kind::RedisFailover && e.ring_before != e.ring_after)
+            .count();
+        if ring_moved > 0 {
+            failures.push(format!("{ring_moved} Redis failovers changed the ring"));
+        }
+        if let Some(p) = &self.pushes {
+            // Without history a push to a key between owners reaches nobody
+            // (that is what history is for); a copy or a reordering never.
+            let lost = if self.history == "off" { 0 } else { p.lost };
+            for (n, what) in [
+                (lost, "accepted pushes lost"),
+                (p.duplicated, "pushes received twice"),
+                (p.out_of_order, "pushes received out of order"),
+                (p.malformed, "frames neither echo nor push"),
+            ] {
+                if n > 0 {
+                    failures.push(format!("{n} {what}"));
+                }
+            }
+            if p.accepted == 0 {
+                failures.push("no push was accepted".into());
+            }
+        }
         self.ok = failures.is_empty();
         self.failures = failures;
     }
@@ -166,14 +202,16 @@ impl SoakReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "## wsring soak: {} connections ({} asked, open-files limit {}, pod transport {}), {} pods, {} s, an event every {} s\n",
+            "## wsring soak: {} connections ({} asked, open-files limit {}, pod transport {}), {} pods, {} s, an event every {} s, history {}, Redis {}\n",
             self.connections,
             self.requested_connections,
             self.nofile_limit,
             self.pod_transport,
             self.pods,
             self.duration_secs,
-            self.interval_secs
+            self.interval_secs,
+            self.history,
+            self.redis
         );
         let _ = writeln!(
             out,
@@ -181,9 +219,12 @@ impl SoakReport {
              |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for e in &self.events {
+            let outage = e
+                .redis_unavailable_ms
+                .map_or_else(String::new, |ms| format!(" (no primary for {ms} ms)"));
             let _ = writeln!(
                 out,
-                "| {} | {:.1} | {:?} {} | v{}→v{} ({} pods) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {:.1} | {:?} {}{outage} | v{}→v{} ({} pods) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 e.n,
                 e.at_secs,
                 e.kind,
@@ -225,6 +266,12 @@ impl SoakReport {
             self.connect_failures,
             self.ramp_secs
         );
+        if let Some(p) = &self.pushes {
+            let _ = writeln!(out, "\n| pushes ({}/s) | value |\n|---|---|", p.per_second);
+            for (name, value) in push_rows(p) {
+                let _ = writeln!(out, "| {name} | {value} |");
+            }
+        }
         let mib = |kib: u64| kib as f64 / 1024.0;
         let _ = writeln!(
             out,
@@ -251,6 +298,83 @@ impl SoakReport {
     }
 }
 
+/// The push figures as (name, value) rows, shared by one report and the comparison.
+fn push_rows(p: &PushTotals) -> Vec<(&'static str, String)> {
+    let ms = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |ms| format!("{ms:.1}"));
+    vec![
+        ("accepted", p.accepted.to_string()),
+        ("refused (retry is the sender's)", p.refused.to_string()),
+        ("turns skipped (rate not kept)", p.skipped.to_string()),
+        ("answered delivered: 0", p.delivered_zero.to_string()),
+        ("received exactly once", p.received_once.to_string()),
+        ("lost", p.lost.to_string()),
+        ("duplicated", p.duplicated.to_string()),
+        ("out of order", p.out_of_order.to_string()),
+        ("received though refused", p.unaccepted_received.to_string()),
+        ("history gone (`g`)", p.gone.to_string()),
+        ("resumes", p.resumes.to_string()),
+        ("resume p50 ms", ms(p.resume_p50_ms)),
+        ("resume p99 ms", ms(p.resume_p99_ms)),
+        ("resume max ms", ms(p.resume_max_ms)),
+    ]
+}
+
+/// The runs of `--history both` (the JSON shape then).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    /// History off, then on.
+    pub runs: Vec<SoakReport>,
+    /// True when every run passed.
+    pub ok: bool,
+}
+
+impl Comparison {
+    /// The runs, in order.
+    pub fn new(runs: Vec<SoakReport>) -> Comparison {
+        let ok = runs.iter().all(|r| r.ok);
+        Comparison { runs, ok }
+    }
+
+    /// Every run's report, then the push figures side by side.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        for run in &self.runs {
+            out.push_str(&run.markdown());
+            out.push('\n');
+        }
+        let with_pushes: Vec<(&SoakReport, &PushTotals)> = self
+            .runs
+            .iter()
+            .filter_map(|r| Some((r, r.pushes.as_ref()?)))
+            .collect();
+        let Some((_, first)) = with_pushes.first() else {
+            return out;
+        };
+        let _ = write!(out, "## pushes side by side\n\n| pushes |");
+        for (r, _) in &with_pushes {
+            let _ = write!(out, " history {} |", r.history);
+        }
+        let _ = write!(out, "\n|---|");
+        for _ in &with_pushes {
+            out.push_str("---|");
+        }
+        out.push('\n');
+        let columns: Vec<Vec<(&str, String)>> =
+            with_pushes.iter().map(|(_, p)| push_rows(p)).collect();
+        for (row, (name, _)) in push_rows(first).iter().enumerate() {
+            let _ = write!(out, "| {name} |");
+            for column in &columns {
+                let _ = write!(out, " {} |", column[row].1);
+            }
+            out.push('\n');
+        }
+        let verdict = if self.ok { "PASS" } else { "FAIL" };
+        let _ = writeln!(out, "\nverdict (all runs): {verdict}");
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +397,7 @@ mod tests {
             misplaced_before: 0,
             misplaced_after: 0,
             settle_ms: 40,
+            redis_unavailable_ms: None,
         }
     }
 
@@ -313,5 +438,51 @@ mod tests {
         assert!(text.contains("1 connections lost"), "{text}");
         assert!(text.contains("2 unexpected closes"), "{text}");
         assert!(r.markdown().contains("verdict: FAIL"));
+    }
+
+    #[test]
+    fn lost_pushes_fail_with_history_and_are_only_counted_without() {
+        let ok = Attribution::default();
+        let pushes = PushTotals {
+            accepted: 100,
+            received_once: 97,
+            lost: 3,
+            ..PushTotals::default()
+        };
+        let mut off = SoakReport {
+            history: "off".into(),
+            events: vec![row(Kind::Add, 0, 0, ok)],
+            pushes: Some(pushes.clone()),
+            ..SoakReport::default()
+        };
+        off.finish(0);
+        assert!(off.ok, "{:?}", off.failures);
+        assert!(off.markdown().contains("| lost | 3 |"));
+        let mut on = SoakReport {
+            history: "on (size 1000)".into(),
+            events: vec![row(Kind::Add, 0, 0, ok)],
+            pushes: Some(PushTotals {
+                duplicated: 1,
+                ..pushes
+            }),
+            ..SoakReport::default()
+        };
+        on.finish(0);
+        assert_eq!(
+            on.failures,
+            ["3 accepted pushes lost", "1 pushes received twice"]
+        );
+    }
+
+    #[test]
+    fn a_failover_that_moves_the_ring_fails() {
+        let mut failover = row(Kind::RedisFailover, 0, 0, Attribution::default());
+        failover.ring_after = failover.ring_before + 1;
+        let mut r = SoakReport {
+            events: vec![failover],
+            ..SoakReport::default()
+        };
+        r.finish(0);
+        assert_eq!(r.failures, ["1 Redis failovers changed the ring"]);
     }
 }

@@ -2,7 +2,9 @@
 //! Sentinel watching them, as real `redis-server` processes. Tests and the
 //! soak kill the primary ([`SentinelGroup::kill_primary_and_fail_over`]) and
 //! wait until the Sentinel has promoted a replica and the other one follows
-//! it (so a `WAIT 1` is satisfied again).
+//! it (so a `WAIT 1` is satisfied again); the killed node then comes back
+//! as a replica of the new primary, the way a restarted pod would, so the
+//! group can fail over again.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,12 +20,11 @@ pub const PRIMARY_NAME: &str = "wsring";
 /// How long the replica may take to sync, and the Sentinel to fail over.
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// Primary, two replicas and one Sentinel (quorum 1), stopped when dropped.
+/// Three servers (one primary, two replicas) and one Sentinel (quorum 1),
+/// stopped when dropped.
 pub struct SentinelGroup {
-    /// The first primary (killed by [`SentinelGroup::kill_primary_and_fail_over`]).
-    pub primary: RedisServer,
-    /// The replicas; the Sentinel promotes one of them.
-    pub replicas: Vec<RedisServer>,
+    /// Every data node; which one is primary is the Sentinel's to say.
+    servers: Vec<RedisServer>,
     sentinel: Child,
     sentinel_port: u16,
     config: PathBuf,
@@ -66,9 +67,11 @@ impl SentinelGroup {
                 program: "redis-server --sentinel".into(),
                 reason: e.to_string(),
             })?;
+        let port = primary.port();
+        let mut servers = vec![primary];
+        servers.extend(replicas);
         let group = SentinelGroup {
-            primary,
-            replicas,
+            servers,
             sentinel,
             sentinel_port,
             config,
@@ -76,10 +79,9 @@ impl SentinelGroup {
         wait_for_port(([127, 0, 0, 1], sentinel_port).into(), SETTLE).await?;
         group
             .wait_until("both replicas are in sync", || async {
-                online_replicas(&group.primary.url()).await == 2
+                online_replicas(&local_url(port)).await == 2
             })
             .await?;
-        let port = group.primary.port();
         group
             .wait_until("the Sentinel names the primary", || async {
                 group.primary_port().await == Some(port)
@@ -98,35 +100,46 @@ impl SentinelGroup {
 
     /// The port of the server the Sentinel currently names as primary.
     pub async fn primary_port(&self) -> Option<u16> {
-        let client =
-            redis::Client::open(format!("redis://127.0.0.1:{}", self.sentinel_port)).ok()?;
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        let (_, port): (String, u16) = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(PRIMARY_NAME)
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        Some(port)
+        named_primary(self.sentinel_port).await
     }
 
-    /// SIGKILL the primary (no goodbye to anyone), then wait until the
-    /// Sentinel has promoted a replica, it accepts writes, and the other
-    /// replica is in sync with it.
-    pub async fn kill_primary_and_fail_over(&mut self) -> Result<(), Error> {
-        let old = self.primary.port();
-        self.primary.stop();
+    /// SIGKILL the current primary (no goodbye to anyone), wait until the
+    /// Sentinel has promoted a replica, it accepts writes and the other
+    /// replica is in sync with it; then start the killed node again as a
+    /// replica of the new primary and wait until it is in sync too. Returns
+    /// how long the group had no writable primary with a synced replica.
+    pub async fn kill_primary_and_fail_over(&mut self) -> Result<Duration, Error> {
+        let old = self
+            .primary_port()
+            .await
+            .ok_or_else(|| group_error("the Sentinel names no primary".into()))?;
+        let index = self
+            .servers
+            .iter()
+            .position(|s| s.port() == old)
+            .ok_or_else(|| {
+                group_error(format!(
+                    "the Sentinel names port {old}, which is not in this group"
+                ))
+            })?;
+        let started = tokio::time::Instant::now();
+        self.servers[index].stop();
+        let sentinel = self.sentinel_port;
         self.wait_until("the Sentinel promoted a replica", || async {
-            let Some(port) = self.primary_port().await.filter(|p| *p != old) else {
-                return false;
-            };
-            let url = format!("redis://127.0.0.1:{port}");
-            info(&url, "replication")
-                .await
-                .is_some_and(|i| i.contains("role:master"))
-                && online_replicas(&url).await == 1
+            writable_primary(sentinel, old, 1).await.is_some()
         })
-        .await
+        .await?;
+        let unavailable = started.elapsed();
+        let new = writable_primary(sentinel, old, 1)
+            .await
+            .ok_or_else(|| group_error("the promoted primary went away".into()))?;
+        self.servers[index] =
+            RedisServer::start_on(old, &["--replicaof", "127.0.0.1", &new.to_string()]).await?;
+        self.wait_until("the killed node is back as a replica", || async {
+            writable_primary(sentinel, old, 2).await.is_some()
+        })
+        .await?;
+        Ok(unavailable)
     }
 
     async fn wait_until<F, Fut>(&self, what: &str, mut check: F) -> Result<(), Error>
@@ -137,15 +150,52 @@ impl SentinelGroup {
         let deadline = tokio::time::Instant::now() + SETTLE;
         while !check().await {
             if tokio::time::Instant::now() > deadline {
-                return Err(Error::Spawn {
-                    program: "redis sentinel group".into(),
-                    reason: format!("timed out after {SETTLE:?} waiting until {what}"),
-                });
+                return Err(group_error(format!(
+                    "timed out after {SETTLE:?} waiting until {what}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
     }
+}
+
+/// What went wrong with the group as a whole.
+fn group_error(reason: String) -> Error {
+    Error::Spawn {
+        program: "redis sentinel group".into(),
+        reason,
+    }
+}
+
+/// The primary the Sentinel on `sentinel_port` names.
+async fn named_primary(sentinel_port: u16) -> Option<u16> {
+    let client = redis::Client::open(local_url(sentinel_port)).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let (_, port): (String, u16) = redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(PRIMARY_NAME)
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    Some(port)
+}
+
+/// The primary the Sentinel names, once it is not `old`, takes writes and
+/// has at least `replicas` replicas in sync.
+async fn writable_primary(sentinel_port: u16, old: u16, replicas: usize) -> Option<u16> {
+    let port = named_primary(sentinel_port).await.filter(|p| *p != old)?;
+    let url = local_url(port);
+    let ready = info(&url, "replication")
+        .await
+        .is_some_and(|i| i.contains("role:master"))
+        && online_replicas(&url).await >= replicas;
+    ready.then_some(port)
+}
+
+/// `redis://127.0.0.1:PORT`.
+fn local_url(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}")
 }
 
 /// Replicas in sync with the server at `url` (`state=online` in its `INFO`).
