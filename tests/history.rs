@@ -21,6 +21,7 @@ use support::{Dev, Event, WAIT};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use wsring_core::harness::admin_http::Method;
+use wsring_core::protocol::{history_keys, LOCAL_NAMESPACE};
 use wsring_core::resume::{decode, Frame, Position, SUBPROTOCOL};
 
 const HISTORY: &[&str] = &["--history-size", "50", "--history-ttl", "2m"];
@@ -43,6 +44,9 @@ struct Seen {
     position: Option<Position>,
     /// Upgrades that failed (refused, or answered without `wsring.v1`).
     failed_upgrades: Vec<String>,
+    /// Notified: the client drops its connection without a close frame
+    /// (its own network drop), then reconnects.
+    drop_connection: Arc<tokio::sync::Notify>,
 }
 
 impl Seen {
@@ -117,8 +121,13 @@ async fn one_connection(
         seen.lock().unwrap().failed_upgrades.push(what);
         return None;
     }
+    let drop_connection = seen.lock().unwrap().drop_connection.clone();
     loop {
-        let bytes = match ws.next().await {
+        let next = tokio::select! {
+            next = ws.next() => next,
+            () = drop_connection.notified() => return Some(None),
+        };
+        let bytes = match next {
             Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
             Some(Ok(Message::Binary(b))) => b.to_vec(),
             Some(Ok(Message::Close(frame))) => return Some(frame.map(|f| u16::from(f.code))),
@@ -260,18 +269,20 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
+async fn every_accepted_push_arrives_once_in_order_across_moves_a_crash_a_drain_and_drops() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dev = Dev::start_with(3, HISTORY).await;
     let keys: Vec<String> = (0..40).map(|i| format!("h-{i}")).collect();
     let clients = resuming_clients(&dev, &keys).await;
 
     // Numbered pushes to every key in turn; a scale-up after the first
-    // round, a crash after the third. A refused push is retried (the
-    // sender's side of the contract: only accepted pushes count).
+    // round, a crash after the third, a SIGTERM (drain: 1001) of another
+    // pod after the fourth, and after the fifth ten clients drop their own
+    // connections. A refused push is retried (the sender's side of the
+    // contract: only accepted pushes count).
     let mut accepted: Accepted = HashMap::new();
     let mut refused = 0;
-    for round in 0..6 {
+    for round in 0..7 {
         if round == 1 {
             let (status, body) = dev.control(Method::POST, "/pods").await;
             assert_eq!(status, 201, "{body}");
@@ -279,6 +290,21 @@ async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
         if round == 3 {
             let (status, body) = dev.control(Method::DELETE, "/pods/pod-1?mode=crash").await;
             assert_eq!(status, 200, "{body}");
+        }
+        if round == 4 {
+            let pods = dev.pods().await;
+            let pod = pods.iter().find(|p| p.name == "pod-2").expect("pod-2 runs");
+            support::sigterm(pod.pid);
+        }
+        if round == 5 {
+            for key in &keys[..10] {
+                clients[key.as_str()]
+                    .0
+                    .lock()
+                    .unwrap()
+                    .drop_connection
+                    .notify_one();
+            }
         }
         for key in &keys {
             let body = format!("{key}:{round}");
@@ -292,7 +318,7 @@ async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
         task.abort();
     }
 
-    let (mut moved, mut crashed, mut resumed) = (0, 0, 0);
+    let (mut moved, mut drained, mut other, mut resumed) = (0, 0, 0, 0);
     for key in &keys {
         let seen = clients[key.as_str()].0.lock().unwrap();
         let accepted = &accepted[key.as_str()];
@@ -316,17 +342,26 @@ async fn every_accepted_push_arrives_once_in_order_across_a_move_and_a_crash() {
             seen.openings
         );
         moved += seen.closes.iter().filter(|c| **c == Some(4001)).count();
-        crashed += seen.closes.iter().filter(|c| **c != Some(4001)).count();
+        drained += seen.closes.iter().filter(|c| **c == Some(1001)).count();
+        other += seen
+            .closes
+            .iter()
+            .filter(|c| !matches!(c, Some(4001 | 1001)))
+            .count();
         resumed += seen.openings.iter().filter(|o| *o == "r").count();
     }
     eprintln!(
-        "history e2e: {} keys, {} pushes accepted, {refused} refused and retried, {moved} moved (4001), {crashed} other closes, {resumed} resumed",
+        "history e2e: {} keys, {} pushes accepted, {refused} refused and retried, {moved} moved (4001), {drained} drained (1001), {other} crash closes and own drops, {resumed} resumed",
         keys.len(),
         accepted.values().map(Vec::len).sum::<usize>()
     );
     assert!(moved > 0, "the scale-up moved some keys");
-    assert!(crashed > 0, "the crash closed some clients");
-    assert_eq!(resumed, moved + crashed, "every reconnect resumed");
+    assert!(drained > 0, "the SIGTERM drained some clients with 1001");
+    assert!(
+        other >= 10,
+        "the crash and the ten own drops closed clients"
+    );
+    assert_eq!(resumed, moved + drained + other, "every reconnect resumed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,22 +507,94 @@ async fn history_and_resets_survive_a_sentinel_failover() {
     let mut group = wsring_core::harness::SentinelGroup::start()
         .await
         .expect("redis-server can run a primary, a replica and a Sentinel");
+    let url = group.url();
+    let outcome = through_a_failover(url, "f", || async {
+        group.kill_primary_and_fail_over().await.expect("failover")
+    })
+    .await;
+    eprintln!("sentinel failover: {outcome}");
+}
+
+/// The same on a Redis Cluster (three primaries with a replica each;
+/// `redis+cluster://`): the history's keys are spread over the shards, the
+/// reset and history channels are sharded pub/sub (`SSUBSCRIBE` on the
+/// shard of each channel's slot), and the primary holding the first key is
+/// killed mid-run; its replica takes over the slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_resets_survive_a_cluster_failover() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = wsring_core::harness::RedisCluster::start()
+        .await
+        .expect("redis-server and redis-cli can run a three-shard cluster");
+    let url = cluster.url();
+    let mut shard_channels = Vec::new();
+    let (channels, cluster) = (&mut shard_channels, &mut cluster);
+    let outcome = through_a_failover(url, "c", move || async move {
+        // While the pods are subscribed: which channels each shard carries.
+        for primary in cluster.primary_urls().await {
+            let client = redis::Client::open(primary).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let names: Vec<String> = redis::cmd("PUBSUB")
+                .arg("SHARDCHANNELS")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            channels.extend(names);
+        }
+        // `wsring dev` runs cluster "dev" in the local namespace.
+        let (log, _) = history_keys(LOCAL_NAMESPACE, "dev", "c-0");
+        cluster
+            .kill_primary_of(&log)
+            .await
+            .expect("cluster failover")
+    })
+    .await;
+    shard_channels.sort();
+    eprintln!("cluster failover: {outcome}; shard channels {shard_channels:?}");
+    assert!(
+        shard_channels.iter().any(|c| c.ends_with(":pushes")),
+        "the history channel is a shard channel: {shard_channels:?}"
+    );
+    assert!(
+        shard_channels
+            .iter()
+            .filter(|c| c.contains(":pod:"))
+            .count()
+            >= 3,
+        "every pod's reset channel is a shard channel: {shard_channels:?}"
+    );
+}
+
+/// 20 resuming clients on keys `PREFIX-N`, 8 rounds of a push to every key
+/// through `wsring dev` on the Redis at `url`; `fail_over` runs before round
+/// 2 (returning how long there was no primary), a pod is added before round
+/// 5. Every accepted push reaches its client once and in order, in one
+/// epoch; the scale-up's moved clients are closed (by a reset, or by the
+/// router if the pods are still resubscribing). Returns what happened, for
+/// the log.
+async fn through_a_failover<F, Fut>(url: String, prefix: &str, fail_over: F) -> String
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
     let dev = Dev::start_against(
         None,
-        group.url(),
+        url,
         3,
         &["--history-size", "200", "--history-replicas", "1"],
     )
     .await;
-    let keys: Vec<String> = (0..20).map(|i| format!("f-{i}")).collect();
+    let keys: Vec<String> = (0..20).map(|i| format!("{prefix}-{i}")).collect();
     let clients = resuming_clients(&dev, &keys).await;
 
     let mut accepted: Accepted = HashMap::new();
     let mut refused = 0;
-    let mut failover_at = None;
+    let mut fail_over = Some(fail_over);
+    let mut failover_took = None;
     for round in 0..8 {
         if round == 2 {
-            failover_at = Some(group.kill_primary_and_fail_over().await.expect("failover"));
+            let fail_over = fail_over.take().expect("once");
+            failover_took = Some(fail_over().await);
         }
         if round == 5 {
             // Resets after the failover go through the new primary.
@@ -549,16 +656,16 @@ async fn history_and_resets_survive_a_sentinel_failover() {
     for (_, task) in clients.values() {
         task.abort();
     }
-    eprintln!(
-        "sentinel failover: promoted in {failover_at:?}; {} pushes accepted, {refused} refused and retried; after the scale-up {moved} moved with 4001, {closed_by_router} closed by the router (reset not heard yet)",
-        accepted.values().map(Vec::len).sum::<usize>()
-    );
     // A reset the pods cannot hear yet (still resubscribing to the new
     // primary) falls back to the router's own close, as during any outage.
     assert!(
         moved + closed_by_router > 0,
         "the scale-up moved keys, by reset or by the router's close"
     );
+    format!(
+        "no primary for {failover_took:?}; {} pushes accepted, {refused} refused and retried; after the scale-up {moved} moved with 4001, {closed_by_router} closed by the router (reset not heard yet)",
+        accepted.values().map(Vec::len).sum::<usize>()
+    )
 }
 
 /// `push` answers carry the position (the README's push example).

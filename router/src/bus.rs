@@ -2,7 +2,8 @@
 //!
 //! One lazily connected [`PrimaryLink`]: the router starts (and keeps routing)
 //! while Redis is down, the first publish after Redis comes back reconnects,
-//! and after a Sentinel failover it reconnects to the promoted primary.
+//! and after a Sentinel failover it reconnects to the promoted primary. On a
+//! Redis Cluster it publishes with `SPUBLISH` (sharded pub/sub).
 //! Publishing is best effort by design: Redis pub/sub is at-most-once anyway,
 //! and every reset is backed by the router's own close after the reset timeout.
 //!
@@ -32,7 +33,8 @@ impl Publisher {
         }
     }
 
-    /// `PUBLISH channel payload`; returns how many subscribers received it.
+    /// `PUBLISH channel payload` (`SPUBLISH` on a Redis Cluster); returns
+    /// how many subscribers received it.
     /// A failure is retried once on a new connection: the first publish
     /// after a failover finds the old primary gone, the retry the new one.
     pub async fn publish(&self, channel: &str, payload: &str) -> Result<u64, Error> {
@@ -44,7 +46,7 @@ impl Publisher {
 
     async fn publish_once(&self, channel: &str, payload: &str) -> redis::RedisResult<u64> {
         let mut conn = self.link.connection().await?;
-        let published = redis::cmd("PUBLISH")
+        let published = redis::cmd(conn.publish_command())
             .arg(channel)
             .arg(payload)
             .query_async(&mut conn)

@@ -4,8 +4,9 @@
 //! While connected it sends a text message every few seconds and checks the
 //! echo, and records every push it receives in the [`Ledger`]. With history
 //! on it speaks `wsring.v1`: it remembers its last position and offers it on
-//! every reconnect, and measures how long after the 101 it holds every push
-//! accepted before it came back (the resume latency). Every close is logged
+//! every reconnect, and measures how long from the start of the reconnect
+//! (TCP connect) it takes until it holds every push accepted before its 101
+//! (the resume latency). Every close is logged
 //! with the client, the pod it was on and its code, so the controller can
 //! attribute closes to the scale event in whose window they happened.
 
@@ -216,6 +217,7 @@ async fn client(
     let mut pushes = Pushes::default();
     loop {
         let offer = shared.history.then(|| protocols(pushes.position.as_ref()));
+        let attempt_started = tokio::time::Instant::now();
         let attempt = tokio::select! {
             r = connect(shared.addr, &url, offer) => r,
             _ = stop.changed() => return,
@@ -234,7 +236,7 @@ async fn client(
         };
         backoff = BACKOFF_START;
         shared.set_pod(i, Some(pod.clone()));
-        pushes.connected(shared.ledger.last_accepted(i));
+        pushes.connected(attempt_started, shared.ledger.last_accepted(i));
         let ended = session(ws, i, &shared, &mut stop, message_interval, &mut pushes).await;
         if let Ended::Closed(code) = &ended {
             shared.closes().push(Close {
@@ -377,21 +379,23 @@ struct Pushes {
     position: Option<Position>,
     /// Highest push `seq` received.
     highest: u64,
-    /// A resume being timed: when its 101 came and the push it must reach.
+    /// A resume being timed: when its connect attempt began and the push it
+    /// must reach.
     resuming: Option<(tokio::time::Instant, u64)>,
     /// The opening frame (`s`, `r`, `g`) of this connection arrived.
     opened: bool,
 }
 
 impl Pushes {
-    /// A connection is up; `last_accepted` is the newest push of the key
-    /// the API had accepted by then.
-    fn connected(&mut self, last_accepted: u64) {
+    /// A connection is up (its attempt began at `attempt_started`);
+    /// `last_accepted` is the newest push of the key the API had accepted
+    /// by its 101.
+    fn connected(&mut self, attempt_started: tokio::time::Instant, last_accepted: u64) {
         self.opened = false;
         self.resuming = self
             .position
             .is_some()
-            .then(|| (tokio::time::Instant::now(), last_accepted));
+            .then_some((attempt_started, last_accepted));
     }
 
     /// A plain text frame: a push is recorded; anything else is the app's.

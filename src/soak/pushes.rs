@@ -137,8 +137,8 @@ impl Ledger {
         self.client(i).accepted.last().copied().unwrap_or(0)
     }
 
-    /// A client resumed and held every push accepted before it reconnected
-    /// `after` its 101.
+    /// A client resumed and held every push accepted before its 101
+    /// `after` it began to reconnect.
     pub fn resumed(&self, after: Duration) {
         let micros = after.as_micros().min(u128::from(u64::MAX)) as u64;
         self.resumes_micros
@@ -267,8 +267,8 @@ pub struct PushTotals {
     pub malformed: u64,
     /// Reconnects that offered a position.
     pub resumes: u64,
-    /// From the 101 of a resuming reconnect until the client holds every
-    /// push accepted before it, ms.
+    /// From the start of a resuming reconnect (TCP connect through the
+    /// router) until the client holds every push accepted before its 101, ms.
     pub resume_p50_ms: Option<f64>,
     /// 99th percentile of the same.
     pub resume_p99_ms: Option<f64>,

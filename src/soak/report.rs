@@ -300,7 +300,7 @@ impl SoakReport {
 
 /// The push figures as (name, value) rows, shared by one report and the comparison.
 fn push_rows(p: &PushTotals) -> Vec<(&'static str, String)> {
-    let ms = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |ms| format!("{ms:.1}"));
+    let ms = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |ms| format!("{ms:.2}"));
     vec![
         ("accepted", p.accepted.to_string()),
         ("refused (retry is the sender's)", p.refused.to_string()),

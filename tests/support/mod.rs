@@ -461,9 +461,15 @@ impl Dev {
 
 /// SIGKILL a process, from outside (like the OOM killer or a node failure).
 pub fn sigkill(pid: u32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
+    signal(pid, nix::sys::signal::Signal::SIGKILL);
+}
+
+/// SIGTERM a process, from outside (like the kubelet deleting a pod).
+pub fn sigterm(pid: u32) {
+    signal(pid, nix::sys::signal::Signal::SIGTERM);
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+        .unwrap_or_else(|e| panic!("kill -{signal} {pid}: {e}"));
 }

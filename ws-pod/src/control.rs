@@ -1,7 +1,7 @@
 //! The reset channel: Redis `SUBSCRIBE wsring:{namespace}:{cluster}:pod:{pod}`
-//! and what a message on it does; with history on, the same subscription also
-//! hears the cluster's history channel, where every stored push is announced
-//! ([`announce`]).
+//! (`SSUBSCRIBE` on a Redis Cluster) and what a message on it does; with
+//! history on, the same subscription also hears the cluster's history
+//! channel, where every stored push is announced ([`announce`]).
 //!
 //! The subscription lives in its own task, in a loop that reconnects with capped
 //! exponential backoff: a Redis outage only delays resets (routers close moved
@@ -235,19 +235,10 @@ async fn session(
     reset_channel: &ResetChannel,
     backoff: &mut Duration,
 ) -> redis::RedisResult<()> {
-    let connect = async {
-        // Asked anew on every attempt: after a Sentinel failover, the new primary.
-        let client = target.primary().await?;
-        let (mut sink, stream) = client.get_async_pubsub().await?.split();
-        sink.subscribe(&channels.reset).await?;
-        if let Some(history) = &channels.history {
-            sink.subscribe(history).await?;
-        }
-        Ok::<_, redis::RedisError>((sink, stream))
-    };
-    let (mut sink, mut stream) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| timeout_error("connecting and subscribing"))??;
+    let mut subscription =
+        tokio::time::timeout(CONNECT_TIMEOUT, Subscription::open(target, channels))
+            .await
+            .map_err(|_| timeout_error("connecting and subscribing"))??;
     metrics.redis_connected.set(1);
     metrics.redis_subscriptions.inc();
     reset_channel.mark_subscribed();
@@ -263,22 +254,122 @@ async fn session(
     health.tick().await;
     loop {
         tokio::select! {
-            message = stream.next() => match message {
-                Some(message) => {
-                    let payload = message.get_payload_bytes();
-                    if channels.history.as_deref() == Some(message.get_channel_name()) {
-                        announce(payload, registry, metrics);
+            event = subscription.next() => match event {
+                Event::Message { channel, payload } => {
+                    if channels.history.as_deref() == Some(channel.as_str()) {
+                        announce(&payload, registry, metrics);
                     } else {
-                        apply(payload, registry, metrics);
+                        apply(&payload, registry, metrics);
                     }
                 }
-                None => return Ok(()),
+                Event::Resubscribed => {
+                    metrics.redis_subscriptions.inc();
+                    tracing::info!(channel = %channels.reset, "resubscribed after a cluster change");
+                    if channels.history.is_some() {
+                        registry.catch_up_all();
+                    }
+                }
+                Event::Ended => return Ok(()),
             },
             _ = health.tick() => {
-                tokio::time::timeout(HEALTH_CHECK_TIMEOUT, sink.ping::<redis::Value>())
+                tokio::time::timeout(HEALTH_CHECK_TIMEOUT, subscription.ping())
                     .await
                     .map_err(|_| timeout_error("PING"))??;
             }
+        }
+    }
+}
+
+/// What a subscription heard.
+enum Event {
+    /// A message on one of the channels.
+    Message { channel: String, payload: Vec<u8> },
+    /// A cluster connection subscribed again by itself (after a failover
+    /// moved a channel's slot): announcements in between are gone.
+    Resubscribed,
+    /// The connection is gone.
+    Ended,
+}
+
+/// One live subscription: `SUBSCRIBE` on the primary's pub/sub connection,
+/// or on a Redis Cluster `SSUBSCRIBE` (sharded pub/sub) through a cluster
+/// connection that follows the channels' slots.
+enum Subscription {
+    Plain {
+        sink: redis::aio::PubSubSink,
+        stream: redis::aio::PubSubStream,
+    },
+    Sharded {
+        conn: redis::cluster_async::ClusterConnection,
+        pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+    },
+}
+
+impl Subscription {
+    async fn open(target: &RedisTarget, channels: &Channels) -> redis::RedisResult<Self> {
+        let names = std::iter::once(&channels.reset).chain(channels.history.as_ref());
+        if target.is_cluster() {
+            let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
+            let mut conn = target
+                .cluster_client(Some(tx))?
+                .get_async_connection()
+                .await?;
+            for name in names {
+                conn.ssubscribe(name).await?;
+            }
+            // The confirmations of these subscriptions are no resubscription.
+            while pushes.try_recv().is_ok() {}
+            return Ok(Subscription::Sharded { conn, pushes });
+        }
+        // Asked anew on every attempt: after a Sentinel failover, the new primary.
+        let client = target.primary().await?;
+        let (mut sink, stream) = client.get_async_pubsub().await?.split();
+        for name in names {
+            sink.subscribe(name).await?;
+        }
+        Ok(Subscription::Plain { sink, stream })
+    }
+
+    async fn next(&mut self) -> Event {
+        match self {
+            Subscription::Plain { stream, .. } => match stream.next().await {
+                Some(message) => Event::Message {
+                    channel: message.get_channel_name().to_string(),
+                    payload: message.get_payload_bytes().to_vec(),
+                },
+                None => Event::Ended,
+            },
+            Subscription::Sharded { pushes, .. } => loop {
+                let Some(push) = pushes.recv().await else {
+                    return Event::Ended;
+                };
+                match (push.kind, push.data.as_slice()) {
+                    (redis::PushKind::SMessage, [channel, payload]) => {
+                        let text = |v: &redis::Value| match v {
+                            redis::Value::BulkString(bytes) => Some(bytes.clone()),
+                            _ => None,
+                        };
+                        if let (Some(channel), Some(payload)) = (text(channel), text(payload)) {
+                            return Event::Message {
+                                channel: String::from_utf8_lossy(&channel).into_owned(),
+                                payload,
+                            };
+                        }
+                    }
+                    (redis::PushKind::SSubscribe, _) => return Event::Resubscribed,
+                    _ => {}
+                }
+            },
+        }
+    }
+
+    async fn ping(&mut self) -> redis::RedisResult<()> {
+        match self {
+            Subscription::Plain { sink, .. } => sink.ping::<redis::Value>().await.map(drop),
+            Subscription::Sharded { conn, .. } => redis::cmd("PING")
+                .query_async::<redis::Value>(conn)
+                .await
+                .map(drop),
         }
     }
 }

@@ -36,7 +36,7 @@ use std::time::Duration;
 use redis::{Script, Value};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use wsring_core::protocol::{history_channel, history_keys};
-use wsring_core::redis_target::{PrimaryLink, RedisTarget};
+use wsring_core::redis_target::{PrimaryLink, RedisConnection, RedisTarget};
 use wsring_core::resume::{GoneReason, Position};
 
 use crate::Error;
@@ -187,7 +187,7 @@ impl History {
         let mut conn = self.connection().await?;
         let value: redis::RedisResult<Value> = self
             .append
-            .key(log)
+            .key(&log)
             .key(pos)
             .arg(new_epoch())
             .arg(self.epoch_keep_ms())
@@ -206,8 +206,8 @@ impl History {
             },
             _ => return Err(unexpected("append")),
         };
-        self.replicated(&mut conn).await?;
-        let announced: redis::RedisResult<Value> = redis::cmd("PUBLISH")
+        self.replicated(&mut conn, &log).await?;
+        let announced: redis::RedisResult<Value> = redis::cmd(conn.publish_command())
             .arg(&self.channel)
             .arg(format!("{} {} {key}", at.epoch, at.offset))
             .query_async(&mut conn)
@@ -222,16 +222,15 @@ impl History {
     }
 
     /// With `replicas` > 0: wait until that many replicas have everything
-    /// this connection wrote.
-    async fn replicated(&self, conn: &mut redis::aio::MultiplexedConnection) -> Result<(), Error> {
+    /// this connection wrote (to the shard of `key`, on a Redis Cluster).
+    async fn replicated(&self, conn: &mut RedisConnection, key: &str) -> Result<(), Error> {
         if self.settings.replicas == 0 {
             return Ok(());
         }
-        let acknowledged: redis::RedisResult<usize> = redis::cmd("WAIT")
-            .arg(self.settings.replicas)
-            .arg(millis(REPLICATION_TIMEOUT))
-            .query_async(conn)
-            .await;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.settings.replicas)
+            .arg(millis(REPLICATION_TIMEOUT));
+        let acknowledged: redis::RedisResult<usize> = conn.query_where(wait, key).await;
         match acknowledged {
             Ok(n) if n >= self.settings.replicas => Ok(()),
             Ok(n) => Err(Error::History(format!(
@@ -252,7 +251,7 @@ impl History {
         let mut conn = self.connection().await?;
         let value: redis::RedisResult<Value> = self
             .read
-            .key(log)
+            .key(&log)
             .key(pos)
             .arg(new_epoch())
             .arg(self.epoch_keep_ms())
@@ -261,7 +260,7 @@ impl History {
             .invoke_async(&mut conn)
             .await;
         let value = self.checked(value).await?;
-        self.replicated(&mut conn).await?;
+        self.replicated(&mut conn, &log).await?;
         let items = array(value)?;
         let [status, epoch, last, reason, entries @ ..] = items.as_slice() else {
             return Err(unexpected("read"));
@@ -290,7 +289,7 @@ impl History {
         }
     }
 
-    async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, Error> {
+    async fn connection(&self) -> Result<RedisConnection, Error> {
         self.link
             .connection()
             .await

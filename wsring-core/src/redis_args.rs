@@ -6,22 +6,23 @@
 //! `rediss://` verifies the server certificate against the system roots, or,
 //! with `--redis-ca-file`, against exactly the CAs in that PEM file (the
 //! private CA of an in-cluster Redis). `redis+sentinel://` names a Sentinel
-//! group ([`crate::redis_target`]). Passwords never appear in messages.
+//! group, `redis+cluster://` the seed nodes of a Redis Cluster
+//! ([`crate::redis_target`]). Passwords never appear in messages.
 
 use std::path::PathBuf;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use crate::redis_target::{RedisTarget, SENTINEL_SCHEME};
+use crate::redis_target::{RedisTarget, CLUSTER_SCHEME, SENTINEL_SCHEME};
 use crate::Error;
 
 /// `--redis-url`, `--redis-password`, `--redis-ca-file` (each also an
 /// environment variable); flatten into a clap parser with `#[command(flatten)]`.
 #[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedisArgs {
-    /// `redis://`, `rediss://` or `redis+sentinel://HOST:PORT[,…]/PRIMARY`
-    /// URL of the reset channels (and the history); without it moved
+    /// `redis://`, `rediss://`, `redis+sentinel://HOST:PORT[,…]/PRIMARY` or
+    /// `redis+cluster://HOST:PORT[,…]` URL of the reset channels (and the history); without it moved
     /// connections are closed by the routers themselves at the reset timeout.
     #[arg(long = "redis-url", env = "WSRING_REDIS_URL")]
     pub url: Option<String>,
@@ -69,6 +70,15 @@ impl RedisArgs {
             let password = self.password.as_deref().filter(|p| !p.is_empty());
             return RedisTarget::parse_sentinel_url(url, password).map(Some);
         }
+        if url.starts_with(CLUSTER_SCHEME) {
+            if self.ca_file.is_some() {
+                return Err(Error::RedisConfig(
+                    "--redis-ca-file is only used with a rediss:// --redis-url (cluster nodes are reached without TLS)".into(),
+                ));
+            }
+            let password = self.password.as_deref().filter(|p| !p.is_empty());
+            return RedisTarget::parse_cluster_url(url, password).map(Some);
+        }
         self.client(url).map(|c| Some(RedisTarget::single(c)))
     }
 
@@ -77,7 +87,7 @@ impl RedisArgs {
         let bad = |msg: String| Error::RedisConfig(msg);
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(bad(format!(
-                "--redis-url must start with redis://, rediss:// or {SENTINEL_SCHEME}, got {:?}",
+                "--redis-url must start with redis://, rediss://, {SENTINEL_SCHEME} or {CLUSTER_SCHEME}, got {:?}",
                 redact(url)
             )));
         }
@@ -187,9 +197,24 @@ mod tests {
             .target()
             .unwrap()
             .is_some_and(|t| t.is_sentinel()));
-        let (with_ca, _dir) = with_ca("redis+sentinel://s1/m", TEST_CA);
-        let err = with_ca.target().unwrap_err().to_string();
+        let (sentinel_with_ca, _dir) = with_ca("redis+sentinel://s1/m", TEST_CA);
+        let err = sentinel_with_ca.target().unwrap_err().to_string();
         assert!(err.contains("Sentinel"), "{err}");
+        assert!(RedisArgs::url("redis+cluster://n1:7000,n2:7001")
+            .target()
+            .unwrap()
+            .is_some_and(|t| t.is_cluster()));
+        let (cluster_with_ca, _cluster_dir) = with_ca("redis+cluster://n1:7000", TEST_CA);
+        let err = cluster_with_ca.target().unwrap_err().to_string();
+        assert!(
+            err.contains("cluster nodes are reached without TLS"),
+            "{err}"
+        );
+        let err = RedisArgs::url("http://n1")
+            .target()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis+cluster://"), "{err}");
     }
 
     #[tokio::test]

@@ -171,7 +171,8 @@ pub struct HistorySpec {
     pub ttl: String,
     /// Replicas that must have a push before it is delivered and answered
     /// (Redis `WAIT`), so a failover loses no push a client saw: 1 with a
-    /// Sentinel group of two or more replicas (`redis+sentinel://` URL).
+    /// Sentinel group of two or more replicas (`redis+sentinel://` URL), or on
+    /// a Redis Cluster whose primaries have a replica each.
     #[serde(default)]
     #[schemars(range(min = 0, max = 5))]
     pub replicas: u32,
@@ -286,11 +287,13 @@ impl KeySource {
     {"rule": "!(has(self.url) && has(self.urlSecretRef))", "message": "set either url or urlSecretRef, not both"}
 ]))]
 pub struct RedisSpec {
-    /// `redis://` or `rediss://` URL of one server, or
+    /// `redis://` or `rediss://` URL of one server,
     /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/PRIMARY` of a Sentinel group
-    /// (the routers and pods follow its failovers).
+    /// (the routers and pods follow its failovers), or
+    /// `redis+cluster://HOST:PORT[,HOST:PORT...]` of a Redis Cluster (sharded
+    /// pub/sub).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^(rediss?|redis\+sentinel)://"))]
+    #[schemars(regex(pattern = r"^(rediss?|redis\+sentinel|redis\+cluster)://"))]
     pub url: Option<String>,
     /// The URL from a Secret (when it carries credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]

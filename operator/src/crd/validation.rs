@@ -111,13 +111,14 @@ fn redis_is_consistent(redis: &RedisSpec) -> Result<(), Error> {
     if redis.url.is_some() && redis.url_secret_ref.is_some() {
         return invalid("redis: set either url or urlSecretRef, not both".into());
     }
-    let plain_url = redis
-        .url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("redis://") || u.starts_with("redis+sentinel://"));
+    let plain_url = redis.url.as_deref().is_some_and(|u| {
+        ["redis://", "redis+sentinel://", "redis+cluster://"]
+            .iter()
+            .any(|scheme| u.starts_with(scheme))
+    });
     if redis.ca_secret_ref.is_some() && plain_url {
         return invalid(
-            "redis.caSecretRef verifies TLS, but redis.url is redis:// or redis+sentinel:// (no TLS); use rediss://".into(),
+            "redis.caSecretRef verifies TLS, but redis.url is redis://, redis+sentinel:// or redis+cluster:// (no TLS); use rediss://".into(),
         );
     }
     Ok(())
@@ -249,6 +250,10 @@ mod tests {
             }),
             ..WebSocketClusterSpec::default()
         };
+        let mut cluster_ca = ca_without_tls.clone();
+        if let Some(redis) = cluster_ca.redis.as_mut() {
+            redis.url = Some("redis+cluster://n0:6379,n1:6379".into());
+        }
         let mut bad_origin = WebSocketClusterSpec::default();
         bad_origin.router.allowed_origins = vec!["https://*.com".into()];
         let mut require_without_list = WebSocketClusterSpec::default();
@@ -286,6 +291,7 @@ mod tests {
         for (spec, why) in [
             (history_without_redis, "delivery.history is kept in Redis"),
             (ca_without_tls, "rediss://"),
+            (cluster_ca, "(no TLS); use rediss://"),
             (bad_origin, "top-level domain"),
             (require_without_list, "non-empty allow-list"),
             (reserved_volume, "reserved for the Redis CA"),

@@ -12,8 +12,10 @@
 //! Layout:
 //! - [`ports`]: free loopback ports, and waiting until something listens.
 //! - [`redis_server`]: [`RedisServer`], a `redis-server` child stopped by pid.
-//! - [`redis_sentinel`]: [`SentinelGroup`], primary, replica and Sentinel
+//! - [`redis_sentinel`]: [`SentinelGroup`], primary, replicas and Sentinel
 //!   for failover tests.
+//! - [`redis_cluster`]: [`RedisCluster`], three primaries with a replica
+//!   each, for sharded pub/sub and failover tests.
 //! - [`admin_http`]: [`AdminClient`], the HTTP/1 client of the admin APIs.
 //! - [`background`]: [`BackgroundServer`], a router or ws-pod serving in the
 //!   test's process until told to stop.
@@ -21,11 +23,13 @@
 pub mod admin_http;
 pub mod background;
 pub mod ports;
+pub mod redis_cluster;
 pub mod redis_sentinel;
 pub mod redis_server;
 
 pub use admin_http::{AdminClient, AdminRequest, AdminResponse};
 pub use background::{BackgroundServer, StopSignal};
 pub use ports::{free_addr, free_port, wait_for_port};
+pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::SentinelGroup;
 pub use redis_server::RedisServer;
