@@ -4,9 +4,9 @@
 //! While connected it sends a text message every few seconds and checks the
 //! echo, and records every push it receives in the [`Ledger`]. With history
 //! on it speaks `wsring.v1`: it remembers its last position and offers it on
-//! every reconnect, and measures how long from the start of the reconnect
-//! (TCP connect) it takes until it holds every push accepted before its 101
-//! (the resume latency). Every close is logged
+//! every reconnect, and measures how long after its 101 (and after the start
+//! of the reconnect) it holds every push accepted before that 101 (the
+//! resume latency). Every close is logged
 //! with the client, the pod it was on and its code, so the controller can
 //! attribute closes to the scale event in whose window they happened.
 
@@ -379,9 +379,9 @@ struct Pushes {
     position: Option<Position>,
     /// Highest push `seq` received.
     highest: u64,
-    /// A resume being timed: when its connect attempt began and the push it
-    /// must reach.
-    resuming: Option<(tokio::time::Instant, u64)>,
+    /// A resume being timed: when its connect attempt began, when its 101
+    /// came, and the push it must reach.
+    resuming: Option<(tokio::time::Instant, tokio::time::Instant, u64)>,
     /// The opening frame (`s`, `r`, `g`) of this connection arrived.
     opened: bool,
 }
@@ -395,7 +395,7 @@ impl Pushes {
         self.resuming = self
             .position
             .is_some()
-            .then_some((attempt_started, last_accepted));
+            .then(|| (attempt_started, tokio::time::Instant::now(), last_accepted));
     }
 
     /// A plain text frame: a push is recorded; anything else is the app's.
@@ -446,9 +446,9 @@ impl Pushes {
     /// The resume is over once the opening frame came and every push
     /// accepted before the reconnect is here.
     fn check_resumed(&mut self, ledger: &Ledger) {
-        if let Some((since, target)) = self.resuming {
+        if let Some((attempt, upgraded, target)) = self.resuming {
             if self.opened && self.highest >= target {
-                ledger.resumed(since.elapsed());
+                ledger.resumed(upgraded.elapsed(), attempt.elapsed());
                 self.resuming = None;
             }
         }

@@ -66,7 +66,8 @@ pub struct Ledger {
     delivered_zero: AtomicU64,
     gone: AtomicU64,
     malformed: AtomicU64,
-    resumes_micros: Mutex<Vec<u64>>,
+    /// Per resume: (from the 101, from the start of the connect attempt), µs.
+    resumes_micros: Mutex<Vec<(u64, u64)>>,
 }
 
 /// How a push ended.
@@ -137,14 +138,15 @@ impl Ledger {
         self.client(i).accepted.last().copied().unwrap_or(0)
     }
 
-    /// A client resumed and held every push accepted before its 101
-    /// `after` it began to reconnect.
-    pub fn resumed(&self, after: Duration) {
-        let micros = after.as_micros().min(u128::from(u64::MAX)) as u64;
+    /// A client resumed: it held every push accepted before its 101
+    /// `after_101` after that 101, `after_attempt` after it began to
+    /// reconnect.
+    pub fn resumed(&self, after_101: Duration, after_attempt: Duration) {
+        let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         self.resumes_micros
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(micros);
+            .push((micros(after_101), micros(after_attempt)));
     }
 
     /// A connection opened with `g`: its history no longer reached back.
@@ -178,19 +180,35 @@ impl Ledger {
         for i in 0..self.clients.len() {
             t.add(&Delivery::of(&self.client(i)));
         }
-        let mut resumes = self
+        let resumes = self
             .resumes_micros
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        resumes.sort_unstable();
         t.resumes = resumes.len() as u64;
-        let ms = |q: f64| {
-            let index = ((resumes.len() as f64 * q).ceil() as usize).saturating_sub(1);
-            resumes.get(index).map(|us| *us as f64 / 1000.0)
-        };
-        (t.resume_p50_ms, t.resume_p99_ms, t.resume_max_ms) = (ms(0.5), ms(0.99), ms(1.0));
+        let after_101 = Percentiles::of(resumes.iter().map(|r| r.0).collect());
+        let after_attempt = Percentiles::of(resumes.iter().map(|r| r.1).collect());
+        (t.resume_p50_ms, t.resume_p99_ms, t.resume_max_ms) =
+            (after_101.ms(0.5), after_101.ms(0.99), after_101.ms(1.0));
+        (t.reconnect_resume_p50_ms, t.reconnect_resume_p99_ms) =
+            (after_attempt.ms(0.5), after_attempt.ms(0.99));
         t
+    }
+}
+
+/// Sorted samples in µs.
+struct Percentiles(Vec<u64>);
+
+impl Percentiles {
+    fn of(mut micros: Vec<u64>) -> Percentiles {
+        micros.sort_unstable();
+        Percentiles(micros)
+    }
+
+    /// The `q` quantile (nearest rank) in ms; `None` without samples.
+    fn ms(&self, q: f64) -> Option<f64> {
+        let index = ((self.0.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        self.0.get(index).map(|us| *us as f64 / 1000.0)
     }
 }
 
@@ -267,13 +285,18 @@ pub struct PushTotals {
     pub malformed: u64,
     /// Reconnects that offered a position.
     pub resumes: u64,
-    /// From the start of a resuming reconnect (TCP connect through the
-    /// router) until the client holds every push accepted before its 101, ms.
+    /// From the 101 of a resuming reconnect until the client holds every
+    /// push accepted before that 101 (the history read and the replay), ms.
     pub resume_p50_ms: Option<f64>,
     /// 99th percentile of the same.
     pub resume_p99_ms: Option<f64>,
     /// Slowest.
     pub resume_max_ms: Option<f64>,
+    /// The same from the start of the reconnect (TCP connect and upgrade
+    /// through the router included), ms.
+    pub reconnect_resume_p50_ms: Option<f64>,
+    /// 99th percentile of the same.
+    pub reconnect_resume_p99_ms: Option<f64>,
 }
 
 impl PushTotals {
@@ -436,7 +459,7 @@ mod tests {
         l.received(0, 1);
         assert!(l.all_received());
         for ms in 1..=100 {
-            l.resumed(Duration::from_millis(ms));
+            l.resumed(Duration::from_millis(ms), Duration::from_millis(ms + 100));
         }
         let t = l.totals();
         assert_eq!(
@@ -447,6 +470,10 @@ mod tests {
         assert_eq!(
             (t.resume_p50_ms, t.resume_p99_ms, t.resume_max_ms),
             (Some(50.0), Some(99.0), Some(100.0))
+        );
+        assert_eq!(
+            (t.reconnect_resume_p50_ms, t.reconnect_resume_p99_ms),
+            (Some(150.0), Some(199.0))
         );
     }
 }

@@ -313,9 +313,17 @@ fn push_rows(p: &PushTotals) -> Vec<(&'static str, String)> {
         ("received though refused", p.unaccepted_received.to_string()),
         ("history gone (`g`)", p.gone.to_string()),
         ("resumes", p.resumes.to_string()),
-        ("resume p50 ms", ms(p.resume_p50_ms)),
-        ("resume p99 ms", ms(p.resume_p99_ms)),
-        ("resume max ms", ms(p.resume_max_ms)),
+        ("resume p50 ms (101 → caught up)", ms(p.resume_p50_ms)),
+        ("resume p99 ms (101 → caught up)", ms(p.resume_p99_ms)),
+        ("resume max ms (101 → caught up)", ms(p.resume_max_ms)),
+        (
+            "reconnect + resume p50 ms (connect → caught up)",
+            ms(p.reconnect_resume_p50_ms),
+        ),
+        (
+            "reconnect + resume p99 ms (connect → caught up)",
+            ms(p.reconnect_resume_p99_ms),
+        ),
     ]
 }
 

@@ -110,6 +110,13 @@ pub struct HistorySettings {
 /// How long `WAIT` may take before a push is refused (or a read is
 /// answered `unavailable`).
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections to Redis when pushes and reads wait for replicas: a `WAIT`
+/// blocks its connection inside Redis until the replicas answer, so over one
+/// connection every push and every resuming read would wait for the
+/// replication round trips of all earlier ones, in series (a limit that
+/// grows with the distance to the replicas). Without `WAIT` one multiplexed
+/// connection pipelines everything.
+const WAITING_CONNECTIONS: usize = 8;
 
 /// One stored push read back.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,7 +140,9 @@ pub enum Opening {
 
 /// The history of every key of one cluster.
 pub struct History {
-    link: PrimaryLink,
+    /// One link, or [`WAITING_CONNECTIONS`] used in turn when `WAIT`ing.
+    links: Vec<PrimaryLink>,
+    next_link: std::sync::atomic::AtomicUsize,
     namespace: String,
     cluster: String,
     channel: String,
@@ -161,7 +170,14 @@ impl History {
         settings: HistorySettings,
     ) -> Self {
         History {
-            link: PrimaryLink::new(target, REDIS_TIMEOUT),
+            links: (0..if settings.replicas > 0 {
+                WAITING_CONNECTIONS
+            } else {
+                1
+            })
+                .map(|_| PrimaryLink::new(target.clone(), REDIS_TIMEOUT))
+                .collect(),
+            next_link: std::sync::atomic::AtomicUsize::new(0),
             namespace: namespace.to_string(),
             cluster: cluster.to_string(),
             channel: history_channel(namespace, cluster),
@@ -184,7 +200,10 @@ impl History {
             Message::Binary(bytes) => ("b", bytes),
             other => return Err(Error::History(format!("cannot store a {other:?} frame"))),
         };
-        let mut conn = self.connection().await?;
+        // Script, WAIT and announcement on one connection: WAIT covers
+        // what this connection wrote.
+        let link = self.link();
+        let mut conn = connection(link).await?;
         let value: redis::RedisResult<Value> = self
             .append
             .key(&log)
@@ -197,7 +216,7 @@ impl History {
             .arg(data)
             .invoke_async(&mut conn)
             .await;
-        let value = self.checked(value).await?;
+        let value = checked(link, value).await?;
         let items = array(value)?;
         let at = match items.as_slice() {
             [epoch, offset] => Position {
@@ -206,7 +225,7 @@ impl History {
             },
             _ => return Err(unexpected("append")),
         };
-        self.replicated(&mut conn, &log).await?;
+        self.replicated(link, &mut conn, &log).await?;
         let announced: redis::RedisResult<Value> = redis::cmd(conn.publish_command())
             .arg(&self.channel)
             .arg(format!("{} {} {key}", at.epoch, at.offset))
@@ -216,14 +235,19 @@ impl History {
             // Stored and replicated: the push counts. Only other pods'
             // connections of the key (during a move) wait for the next one.
             tracing::warn!(%key, error = %e, "stored push not announced");
-            self.link.failed().await;
+            link.failed().await;
         }
         Ok(at)
     }
 
     /// With `replicas` > 0: wait until that many replicas have everything
     /// this connection wrote (to the shard of `key`, on a Redis Cluster).
-    async fn replicated(&self, conn: &mut RedisConnection, key: &str) -> Result<(), Error> {
+    async fn replicated(
+        &self,
+        link: &PrimaryLink,
+        conn: &mut RedisConnection,
+        key: &str,
+    ) -> Result<(), Error> {
         if self.settings.replicas == 0 {
             return Ok(());
         }
@@ -238,7 +262,7 @@ impl History {
                 self.settings.replicas
             ))),
             Err(e) => {
-                self.link.failed().await;
+                link.failed().await;
                 Err(Error::History(e.to_string()))
             }
         }
@@ -248,7 +272,8 @@ impl History {
     /// `since`, else what it missed after `since`, or why that is gone.
     pub async fn read(&self, key: &str, since: Option<&Position>) -> Result<Opening, Error> {
         let (log, pos) = history_keys(&self.namespace, &self.cluster, key);
-        let mut conn = self.connection().await?;
+        let link = self.link();
+        let mut conn = connection(link).await?;
         let value: redis::RedisResult<Value> = self
             .read
             .key(&log)
@@ -259,8 +284,8 @@ impl History {
             .arg(since.map_or(0, |s| s.offset))
             .invoke_async(&mut conn)
             .await;
-        let value = self.checked(value).await?;
-        self.replicated(&mut conn, &log).await?;
+        let value = checked(link, value).await?;
+        self.replicated(link, &mut conn, &log).await?;
         let items = array(value)?;
         let [status, epoch, last, reason, entries @ ..] = items.as_slice() else {
             return Err(unexpected("read"));
@@ -289,27 +314,34 @@ impl History {
         }
     }
 
-    async fn connection(&self) -> Result<RedisConnection, Error> {
-        self.link
-            .connection()
-            .await
-            .map_err(|e| Error::History(e.to_string()))
-    }
-
-    /// A failed command drops the connection: the next one reconnects to
-    /// whichever server is the primary by then.
-    async fn checked(&self, answer: redis::RedisResult<Value>) -> Result<Value, Error> {
-        match answer {
-            Ok(value) => Ok(value),
-            Err(e) => {
-                self.link.failed().await;
-                Err(Error::History(e.to_string()))
-            }
-        }
+    /// The next link in turn.
+    fn link(&self) -> &PrimaryLink {
+        let n = self
+            .next_link
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.links[n % self.links.len()]
     }
 
     fn epoch_keep_ms(&self) -> u64 {
         millis(self.settings.ttl.max(EPOCH_KEEP))
+    }
+}
+
+async fn connection(link: &PrimaryLink) -> Result<RedisConnection, Error> {
+    link.connection()
+        .await
+        .map_err(|e| Error::History(e.to_string()))
+}
+
+/// A failed command drops the link's connection: the next one reconnects
+/// to whichever server is the primary by then.
+async fn checked(link: &PrimaryLink, answer: redis::RedisResult<Value>) -> Result<Value, Error> {
+    match answer {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            link.failed().await;
+            Err(Error::History(e.to_string()))
+        }
     }
 }
 
