@@ -285,33 +285,16 @@ impl History {
             .invoke_async(&mut conn)
             .await;
         let value = checked(link, value).await?;
-        self.replicated(link, &mut conn, &log).await?;
-        let items = array(value)?;
-        let [status, epoch, last, reason, entries @ ..] = items.as_slice() else {
-            return Err(unexpected("read"));
-        };
-        let at = Position {
-            epoch: text(epoch)?,
-            offset: number(last)?,
-        };
-        match text(status)?.as_str() {
-            "start" => Ok(Opening::Start(at)),
-            "gone" => {
-                let reason = match text(reason)?.as_str() {
-                    "trimmed" => GoneReason::Trimmed,
-                    _ => GoneReason::Epoch,
-                };
-                Ok(Opening::Gone(at, reason))
-            }
-            "resumed" => {
-                let stored = entries
-                    .chunks(3)
-                    .map(stored)
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Opening::Resumed(at, stored))
-            }
-            _ => Err(unexpected("read")),
+        let opening = opening(value)?;
+        // What a read reveals must survive a failover: a position or an
+        // entry only a lost primary had would let the new primary hand out
+        // the same offsets again. A resume with nothing new reveals nothing
+        // (the client already holds that position): no replica to wait for.
+        let nothing_new = matches!(&opening, Opening::Resumed(_, stored) if stored.is_empty());
+        if !nothing_new {
+            self.replicated(link, &mut conn, &log).await?;
         }
+        Ok(opening)
     }
 
     /// The next link in turn.
@@ -324,6 +307,36 @@ impl History {
 
     fn epoch_keep_ms(&self) -> u64 {
         millis(self.settings.ttl.max(EPOCH_KEEP))
+    }
+}
+
+/// The answer of the read script: `status, epoch, last, reason, entries…`.
+fn opening(value: Value) -> Result<Opening, Error> {
+    let items = array(value)?;
+    let [status, epoch, last, reason, entries @ ..] = items.as_slice() else {
+        return Err(unexpected("read"));
+    };
+    let at = Position {
+        epoch: text(epoch)?,
+        offset: number(last)?,
+    };
+    match text(status)?.as_str() {
+        "start" => Ok(Opening::Start(at)),
+        "gone" => {
+            let reason = match text(reason)?.as_str() {
+                "trimmed" => GoneReason::Trimmed,
+                _ => GoneReason::Epoch,
+            };
+            Ok(Opening::Gone(at, reason))
+        }
+        "resumed" => {
+            let stored = entries
+                .chunks(3)
+                .map(stored)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Opening::Resumed(at, stored))
+        }
+        _ => Err(unexpected("read")),
     }
 }
 
@@ -599,5 +612,48 @@ mod tests {
         let error = history.append("k", &Message::text("x")).await.unwrap_err();
         assert!(matches!(error, Error::History(_)), "{error}");
         assert!(history.read("k", None).await.is_err());
+    }
+
+    /// With `replicas: 1` and no replica: a push is stored but refused, and
+    /// every read that would reveal it (a start at its offset, a resume
+    /// that replays it) is refused too; a resume that reveals nothing new
+    /// needs no replica and is answered.
+    #[tokio::test]
+    async fn reads_wait_for_replicas_only_when_they_reveal_something() {
+        let redis = wsring_core::harness::RedisServer::start()
+            .await
+            .expect("redis-server (see README prerequisites)");
+        let client = redis::Client::open(redis.url()).unwrap();
+        let unreplicated = |replicas| HistorySettings {
+            size: 10,
+            ttl: Duration::from_secs(60),
+            replicas,
+        };
+        let target = RedisTarget::single(client);
+        let plain = History::new(target.clone(), "ns", "c", unreplicated(0));
+        let waiting = History::new(target, "ns", "c", unreplicated(1));
+        let first = plain.append("k", &Message::text("one")).await.unwrap();
+        let refused = waiting
+            .append("k", &Message::text("two"))
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("0 of 1 replicas"), "{refused}");
+        assert!(
+            waiting.read("k", None).await.is_err(),
+            "a start reveals offset 2"
+        );
+        assert!(
+            waiting.read("k", Some(&first)).await.is_err(),
+            "a resume after 1 replays the refused push"
+        );
+        let second = Position {
+            epoch: first.epoch.clone(),
+            offset: 2,
+        };
+        assert_eq!(
+            waiting.read("k", Some(&second)).await.unwrap(),
+            Opening::Resumed(second.clone(), vec![]),
+            "nothing new: answered without a replica"
+        );
     }
 }
