@@ -61,23 +61,22 @@ impl RedisArgs {
             }
             return Ok(None);
         };
-        if url.starts_with(SENTINEL_SCHEME) {
+        type Parse = fn(&str, Option<&str>) -> Result<RedisTarget, Error>;
+        let several_nodes: Option<(Parse, &str)> = if url.starts_with(SENTINEL_SCHEME) {
+            Some((RedisTarget::parse_sentinel_url, "Sentinel groups"))
+        } else if url.starts_with(CLUSTER_SCHEME) {
+            Some((RedisTarget::parse_cluster_url, "cluster nodes"))
+        } else {
+            None
+        };
+        if let Some((parse, nodes)) = several_nodes {
             if self.ca_file.is_some() {
-                return Err(Error::RedisConfig(
-                    "--redis-ca-file is only used with a rediss:// --redis-url (Sentinel groups are reached without TLS)".into(),
-                ));
+                return Err(Error::RedisConfig(format!(
+                    "--redis-ca-file is only used with a rediss:// --redis-url ({nodes} are reached without TLS)"
+                )));
             }
             let password = self.password.as_deref().filter(|p| !p.is_empty());
-            return RedisTarget::parse_sentinel_url(url, password).map(Some);
-        }
-        if url.starts_with(CLUSTER_SCHEME) {
-            if self.ca_file.is_some() {
-                return Err(Error::RedisConfig(
-                    "--redis-ca-file is only used with a rediss:// --redis-url (cluster nodes are reached without TLS)".into(),
-                ));
-            }
-            let password = self.password.as_deref().filter(|p| !p.is_empty());
-            return RedisTarget::parse_cluster_url(url, password).map(Some);
+            return parse(url, password).map(Some);
         }
         self.client(url).map(|c| Some(RedisTarget::single(c)))
     }

@@ -9,11 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::ports::free_port;
-use super::redis_server::{info, RedisServer};
+use super::redis_server::{info, wait_until, RedisServer};
 use crate::Error;
 
 /// How long the cluster may take to form, and a failover to finish.
 const SETTLE: Duration = Duration::from_secs(30);
+/// What errors of this setup name.
+const PROGRAM: &str = "redis cluster";
 /// Primaries (each with one replica).
 const PRIMARIES: usize = 3;
 /// A node missing this long is failed over (the Redis default is 15 s).
@@ -158,21 +160,12 @@ impl RedisCluster {
         primaries == PRIMARIES
     }
 
-    async fn wait_until<F, Fut>(&self, what: &str, mut check: F) -> Result<(), Error>
+    async fn wait_until<F, Fut>(&self, what: &str, check: F) -> Result<(), Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        while !check().await {
-            if tokio::time::Instant::now() > deadline {
-                return Err(cluster_error(format!(
-                    "timed out after {SETTLE:?} waiting until {what}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
+        wait_until(PROGRAM, what, SETTLE, check).await
     }
 }
 
@@ -239,7 +232,7 @@ fn serving_primary(nodes: &str, slot: u16) -> Option<u16> {
 /// What went wrong with the cluster as a whole.
 fn cluster_error(reason: String) -> Error {
     Error::Spawn {
-        program: "redis cluster".into(),
+        program: PROGRAM.into(),
         reason,
     }
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::ports::{free_port, wait_for_port};
-use super::redis_server::{info, RedisServer};
+use super::redis_server::{info, wait_until, RedisServer};
 use crate::Error;
 
 /// The primary's name in the Sentinel (`redis+sentinel://…/wsring`).
@@ -19,6 +19,8 @@ pub const PRIMARY_NAME: &str = "wsring";
 
 /// How long the replica may take to sync, and the Sentinel to fail over.
 const SETTLE: Duration = Duration::from_secs(20);
+/// What errors of this setup name.
+const PROGRAM: &str = "redis sentinel group";
 
 /// Three servers (one primary, two replicas) and one Sentinel (quorum 1),
 /// stopped when dropped.
@@ -142,28 +144,19 @@ impl SentinelGroup {
         Ok(unavailable)
     }
 
-    async fn wait_until<F, Fut>(&self, what: &str, mut check: F) -> Result<(), Error>
+    async fn wait_until<F, Fut>(&self, what: &str, check: F) -> Result<(), Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        while !check().await {
-            if tokio::time::Instant::now() > deadline {
-                return Err(group_error(format!(
-                    "timed out after {SETTLE:?} waiting until {what}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        wait_until(PROGRAM, what, SETTLE, check).await
     }
 }
 
 /// What went wrong with the group as a whole.
 fn group_error(reason: String) -> Error {
     Error::Spawn {
-        program: "redis sentinel group".into(),
+        program: PROGRAM.into(),
         reason,
     }
 }

@@ -88,6 +88,32 @@ impl RedisServer {
     }
 }
 
+/// Poll `check` (every 50 ms) until it holds; after `within`, the error of
+/// `program` (a Redis setup of several processes) that says what never
+/// happened.
+pub(crate) async fn wait_until<F, Fut>(
+    program: &str,
+    what: &str,
+    within: Duration,
+    mut check: F,
+) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::Spawn {
+                program: program.into(),
+                reason: format!("timed out after {within:?} waiting until {what}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// `INFO section` of the server at `url`, if it answers.
 pub(crate) async fn info(url: &str, section: &str) -> Option<String> {
     let client = redis::Client::open(url).ok()?;
