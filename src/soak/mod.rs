@@ -135,8 +135,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(
         args.history == HistoryMode::Off || args.pushes_per_sec > 0,
-        "--history {:?} needs --pushes-per-sec: history is about pushes",
-        args.history
+        "--history on/both needs --pushes-per-sec: history is about pushes"
     );
     anyhow::ensure!(args.history_size >= 1, "--history-size must be at least 1");
     let histories: &[bool] = match args.history {

@@ -17,11 +17,12 @@
 //! With `replicas` > 0 (a replicated Redis, e.g. behind Sentinel), both wait
 //! (`WAIT`) until that many replicas have everything up to their own write
 //! before anything is announced, delivered or answered: whatever a client was
-//! ever sent survives the primary's loss. (A resume that reveals nothing new,
-//! the client already at the head, has nothing to protect and does not wait.) Replication is one ordered stream,
+//! ever sent survives the primary's loss. Replication is one ordered stream,
 //! so a read whose own write (the epoch's expiry) is replicated has every push
 //! it returns replicated too. A push not confirmed in time is refused (503,
-//! retry), and delivered only if it turns out to have survived.
+//! retry), and delivered only if it turns out to have survived. A resume that
+//! reveals nothing new (the client is already at the head) has nothing to
+//! protect and does not wait.
 //!
 //! The epoch outlives the stream ([`EPOCH_KEEP`]): a stream that expired for
 //! lack of pushes leaves its epoch and offsets in place, so a client that saw
