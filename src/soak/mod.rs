@@ -314,11 +314,9 @@ async fn drive(
             tokio::time::sleep(RSS_INTERVAL.min(due - Instant::now())).await;
         }
         let kind = Kind::nth(n, args.crash, args.redis_failover);
-        let event = match kind {
-            Kind::RedisFailover => failover_event(plane, &fleet, n + 1, t0, &mut memory).await,
-            _ => scale_event(plane, &fleet, n + 1, kind, t0, &mut memory).await,
-        };
-        let (row, window) = event.with_context(|| format!("event {} ({kind:?})", n + 1))?;
+        let (row, window) = run_event(plane, &fleet, n + 1, kind, t0, &mut memory)
+            .await
+            .with_context(|| format!("event {} ({kind:?})", n + 1))?;
         tracing::info!(
             n = row.n,
             kind = ?row.kind,
@@ -407,8 +405,10 @@ async fn wait_all_connected(
     }
 }
 
-/// Run one scale event from a settled state and measure it.
-async fn scale_event(
+/// Run one event from a settled state and measure it. A Redis failover
+/// leaves the ring as it is: no client needs to move, so any close in its
+/// window is unexpected.
+async fn run_event(
     plane: &Plane,
     fleet: &Fleet,
     n: usize,
@@ -423,8 +423,8 @@ async fn scale_event(
     let from = fleet.close_mark();
     let at_secs = t0.elapsed().as_secs_f64();
     let started = Instant::now();
-    let pod = match kind {
-        Kind::Add => plane.add_pod().await?,
+    let (pod, redis_unavailable) = match kind {
+        Kind::Add => (plane.add_pod().await?, None),
         Kind::Graceful | Kind::Crash => {
             let newest = newest_pod(&before).context("no pod to stop")?;
             let mode = if kind == Kind::Crash {
@@ -433,11 +433,17 @@ async fn scale_event(
                 "graceful"
             };
             plane.stop_pod(&newest, mode).await?;
-            newest
+            (newest, None)
         }
-        Kind::RedisFailover => anyhow::bail!("a Redis failover is no scale event"),
+        Kind::RedisFailover => {
+            let unavailable = plane.fail_over_redis().await?;
+            ("redis primary".to_string(), Some(unavailable))
+        }
     };
-    let after = newer_ring(plane, before.version()).await?;
+    let after = match kind {
+        Kind::RedisFailover => plane.ring().await?,
+        _ => newer_ring(plane, before.version()).await?,
+    };
     let needed = events::needed(&pods_before, &before, &after);
     // Every moved client is closed within the reset timeout; then all come back.
     let reset_deadline = Instant::now() + RESET_WAIT;
@@ -468,57 +474,9 @@ async fn scale_event(
         misplaced_before: events::misplaced(&pods_before, &before),
         misplaced_after: events::misplaced(&fleet.pods(), &after),
         settle_ms,
-        redis_unavailable_ms: None,
+        redis_unavailable_ms: redis_unavailable.map(|d| d.as_millis() as u64),
     };
     Ok((row, Window { from, needed }))
-}
-
-/// Kill the Redis primary from a settled state: the ring stays, so no
-/// client needs to move and any close in the window is unexpected.
-async fn failover_event(
-    plane: &Plane,
-    fleet: &Fleet,
-    n: usize,
-    t0: Instant,
-    memory: &mut Memory,
-) -> anyhow::Result<(EventRow, Window)> {
-    wait_all_connected(plane, fleet, SETTLE_TIMEOUT, memory).await;
-    let ring = plane.ring().await?;
-    let counters_before = plane.counters().await?;
-    let misplaced_before = events::misplaced(&fleet.pods(), &ring);
-    let from = fleet.close_mark();
-    let at_secs = t0.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let unavailable = plane.fail_over_redis().await?;
-    wait_all_connected(plane, fleet, SETTLE_TIMEOUT, memory).await;
-    let settle_ms = started.elapsed().as_millis() as u64;
-    let delta = plane.counters().await?.since(&counters_before);
-    let row = EventRow {
-        n,
-        at_secs,
-        kind: Kind::RedisFailover,
-        pod: "redis primary".into(),
-        ring_before: ring.version(),
-        ring_after: plane.ring().await?.version(),
-        members: ring.members().len(),
-        resets_needed: 0,
-        resets_sent: delta.connections_reset,
-        reset_batches: delta.resets_published,
-        publish_errors: delta.publish_errors,
-        forced_closes: delta.forced_closes,
-        closes: Default::default(),
-        misplaced_before,
-        misplaced_after: events::misplaced(&fleet.pods(), &ring),
-        settle_ms,
-        redis_unavailable_ms: Some(unavailable.as_millis() as u64),
-    };
-    Ok((
-        row,
-        Window {
-            from,
-            needed: BTreeSet::new(),
-        },
-    ))
 }
 
 /// The member with the highest ordinal (`pod-N`): the one scaling down removes.
