@@ -34,13 +34,14 @@ need cargo 1.85 "install Rust with rustup (https://rustup.rs)" cargo --version
 need node 20.0 "install Node.js 20 or newer (Debian 12's nodejs is 18: use NodeSource or nvm)" node --version
 need npm 9.0 "npm comes with Node.js" npm --version
 need go 1.24 "install Go 1.24 or newer (https://go.dev/dl/); the test cluster builds Kubernetes from its Go modules" go version
-need python3 3.9 "apt-get install python3" python3 --version
 
 step "installing test dependencies (only what is missing; no services started)"
 # redis-server: every end-to-end test starts its own on a free port.
 # curl: the README session test. chromium: the dashboard test. unzip: helm and
 # kubectl come in a zip.
-tools_apt redis-server curl unzip chromium fonts-liberation
+# gcc and libc6-dev: the linker rustc calls and the C compiler of ring's build
+# script (a stock Debian has neither; rustup does not install them).
+tools_apt redis-server curl unzip chromium fonts-liberation gcc libc6-dev
 # kosoku (Autobahn cases) and the packaging validators, in one venv.
 tools_python
 redis-server --version
