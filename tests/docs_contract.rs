@@ -6,7 +6,9 @@
 //!   vars and defaults equal;
 //! - `--help` speaks of behaviour and docs, never of source modules;
 //! - both close-code tables list exactly the codes of `wsring_core::protocol`;
-//! - the ring document example is what `GET /ring` serialises.
+//! - the ring document example is what `GET /ring` serialises;
+//! - the `docker build` commands, which CI cannot run (no Docker engine),
+//!   name the real Dockerfiles and tag the chart's images.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +16,7 @@ use clap::{Args, Command};
 
 const INTERFACES: &str = include_str!("../docs/interfaces.md");
 const README: &str = include_str!("../README.md");
+const PACKAGING: &str = include_str!("../docs/packaging.md");
 
 /// One documented flag: its env var and default, as the table cells read.
 #[derive(Debug)]
@@ -298,4 +301,97 @@ fn ring_document_example_is_what_the_router_serialises() {
         documented,
         "the example must read exactly as GET /ring answers it"
     );
+}
+
+/// The fenced blocks of `text` that run `docker build`.
+fn docker_build_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with("```") && line.len() > 3 {
+            let block: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
+            let block = block.join("\n");
+            if block.contains("docker build") {
+                blocks.push(block);
+            }
+        }
+    }
+    blocks
+}
+
+/// The `docker build` commands of README.md and docs/packaging.md cannot run
+/// in CI (no Docker engine), so each block is run by bash with `docker`
+/// recording its arguments: every build names a Dockerfile that exists, the
+/// repository root as context, `VERSION` = the chart's appVersion, and
+/// together they tag exactly the three images the chart pulls by default.
+#[test]
+fn docker_build_lines_name_real_dockerfiles_and_the_charts_images() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chart = std::fs::read_to_string(repo.join("charts/wsring/Chart.yaml")).unwrap();
+    let app_version = chart
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .expect("Chart.yaml has an appVersion")
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    let values = std::fs::read_to_string(repo.join("charts/wsring/values.yaml")).unwrap();
+    let chart_images: BTreeSet<String> = values
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("repository: ghcr.io/"))
+        .map(|r| format!("ghcr.io/{r}:{app_version}"))
+        .collect();
+    assert_eq!(chart_images.len(), 3, "{chart_images:?}");
+
+    for (doc, text) in [("README.md", README), ("docs/packaging.md", PACKAGING)] {
+        let blocks = docker_build_blocks(text);
+        assert_eq!(blocks.len(), 1, "{doc}: one docker build block");
+        let script = format!(
+            "set -euo pipefail\ndocker() {{ printf '%s\\n' \"$*\"; }}\n{}",
+            blocks[0]
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{doc}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut tagged = BTreeSet::new();
+        for call in String::from_utf8(out.stdout).unwrap().lines() {
+            let words: Vec<&str> = call.split_whitespace().collect();
+            let after = |flag: &str| {
+                let at = words.iter().position(|w| *w == flag);
+                at.and_then(|i| words.get(i + 1)).copied()
+            };
+            assert_eq!(words.first(), Some(&"build"), "{doc}: {call}");
+            assert_eq!(
+                words.last(),
+                Some(&"."),
+                "{doc}: context is the repository root: {call}"
+            );
+            let dockerfile = after("-f").unwrap_or_else(|| panic!("{doc}: no -f: {call}"));
+            assert!(repo.join(dockerfile).is_file(), "{doc}: no {dockerfile}");
+            assert_eq!(
+                after("--build-arg"),
+                Some(format!("VERSION={app_version}").as_str()),
+                "{doc}: {call}"
+            );
+            let tag = after("-t").unwrap_or_else(|| panic!("{doc}: no -t: {call}"));
+            let stem = dockerfile
+                .trim_start_matches("docker/")
+                .trim_end_matches(".Dockerfile");
+            let name = tag.rsplit('/').next().unwrap().split(':').next().unwrap();
+            assert!(name.ends_with(stem), "{doc}: {dockerfile} builds {tag}");
+            tagged.insert(tag.to_string());
+        }
+        assert_eq!(tagged, chart_images, "{doc}");
+    }
 }
