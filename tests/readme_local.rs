@@ -8,17 +8,18 @@
 //!
 //! Needs what `bash scripts/test.sh` installs: redis-server, curl, websocat.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use wsring::process::{DevLaunch, DevProcess, Logs};
 use wsring_core::harness::free_addr;
 
 const README: &str = include_str!("../README.md");
 /// The addresses the README shows, in the order public, admin, control.
 const README_ADDRS: [&str; 3] = ["127.0.0.1:8080", "127.0.0.1:9090", "127.0.0.1:9100"];
 const START: Duration = Duration::from_secs(60);
+/// The banner's lines; the blank line after them is spacing.
+const BANNER_LINES: usize = 6;
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
 /// The "Try it locally" section: its first plain block (what `wsring dev`
@@ -82,67 +83,53 @@ fn differences(what: &str, expected: &[String], actual: &[String]) -> Vec<String
 
 /// The local-mode session: `wsring dev` and the lines it printed.
 struct Dev {
-    child: Child,
+    process: DevProcess,
     addrs: [String; 3],
-    ready: String,
     banner: Vec<String>,
 }
 
 impl Dev {
-    /// `wsring dev --pods 3` on free ports, until its banner is complete.
-    fn start(dir: &std::path::Path) -> Dev {
-        let addrs = [(); 3].map(|_| free_addr().unwrap().to_string());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
-            .args(["dev", "--pods", "3"])
-            .args(["--listen", &addrs[0], "--admin-listen", &addrs[1]])
-            .args(["--control-listen", &addrs[2]])
-            .env_remove("WSRING_TOKEN")
-            .env("RUST_LOG", "info")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("wsring dev starts");
-        let (tx, rx) = mpsc::channel::<(bool, String)>();
-        for (is_stdout, stream) in [
-            (
-                true,
-                Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            ),
-            (false, Box::new(child.stderr.take().unwrap())),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send((is_stdout, line)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    /// `wsring dev --pods 3` as the README runs it (no `--redis`, no
+    /// `WSRING_TOKEN`) on free ports, until its banner is complete.
+    async fn start(dir: &std::path::Path) -> Dev {
+        let addrs = [(); 3].map(|_| free_addr().unwrap());
+        let log = dir.join("dev.log");
+        let launch = DevLaunch {
+            exe: env!("CARGO_BIN_EXE_wsring").into(),
+            pods: 3,
+            listen: addrs[0],
+            admin: addrs[1],
+            control: addrs[2],
+            redis_url: None,
+            token: None,
+            args: Vec::new(),
+            logs: Logs::File(log.clone()),
+        };
+        let process = DevProcess::start(launch, START)
+            .await
+            .expect("wsring dev ready in time");
+        // The banner goes to stderr (the log file) right after the ready line.
         let deadline = Instant::now() + START;
-        let (mut ready, mut banner) = (None, Vec::new());
-        while ready.is_none() || banner.len() < 6 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (is_stdout, line) = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("wsring dev printed no full banner within {START:?}"));
-            if is_stdout && line.starts_with("WSRING_DEV_READY ") {
-                ready = Some(line);
-            } else if !is_stdout
-                && banner.len() < 6
-                && (line.starts_with("wsring dev is up") || !banner.is_empty())
-            {
-                // Six lines; the blank line after them is spacing, and may
-                // or may not arrive before the ready line (two pipes).
-                banner.push(line);
+        let banner = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let banner: Vec<String> = text
+                .lines()
+                .skip_while(|line| !line.starts_with("wsring dev is up"))
+                .take(BANNER_LINES)
+                .map(str::to_string)
+                .collect();
+            if banner.len() == BANNER_LINES {
+                break banner;
             }
-        }
+            assert!(
+                Instant::now() < deadline,
+                "wsring dev printed no full banner within {START:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         Dev {
-            child,
-            addrs,
-            ready: ready.unwrap(),
+            process,
+            addrs: addrs.map(|a| a.to_string()),
             banner,
         }
     }
@@ -167,24 +154,8 @@ impl Dev {
 
     /// The token of the ready line.
     fn token(&self) -> String {
-        let json = self.ready.trim_start_matches("WSRING_DEV_READY ");
-        let ready: serde_json::Value = serde_json::from_str(json).expect("ready line is JSON");
-        ready["token"].as_str().expect("a token").to_string()
-    }
-
-    /// SIGTERM (it stops its router and pods), then wait at most 20 s.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let token = self.process.ready["token"].as_str();
+        token.expect("a token in the ready line").to_string()
     }
 }
 
@@ -285,20 +256,20 @@ fn run_session(dev: &Dev, steps: &[Step], dir: &std::path::Path) -> Vec<Vec<Stri
     chunks
 }
 
-#[test]
-fn the_try_it_locally_section_is_what_local_mode_does() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_try_it_locally_section_is_what_local_mode_does() {
     let (printed, session) = section_blocks();
     let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start(dir.path());
+    let mut dev = Dev::start(dir.path()).await;
 
-    let mut actual = vec![dev.as_readme(&dev.ready), String::new()];
+    let mut actual = vec![dev.as_readme(&dev.process.ready_line), String::new()];
     actual.extend(dev.banner.iter().map(|l| dev.as_readme(l)));
     let mut problems = differences("what wsring dev prints", &printed, &actual);
 
     let steps = steps(&session);
     assert!(steps.len() >= 5, "the session block has its commands");
     let outputs = run_session(&dev, &steps, dir.path());
-    dev.stop();
+    dev.process.stop(Duration::from_secs(20)).await;
     assert_eq!(outputs.len(), steps.len(), "one output per command");
     for (step, output) in steps.iter().zip(&outputs) {
         problems.extend(differences(

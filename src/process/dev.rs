@@ -34,10 +34,14 @@ pub struct DevLaunch {
     pub admin: SocketAddr,
     /// Control API, `--control-listen`.
     pub control: SocketAddr,
-    /// `--redis`: the bus router and pods use.
-    pub redis_url: String,
+    /// `--redis`: the bus router and pods use. `None` leaves the choice to
+    /// `wsring dev`, as a user running it bare gets (a private
+    /// `redis-server` if one is installed, else its in-process bus).
+    pub redis_url: Option<String>,
     /// Token of the admin, push and control APIs, passed as `WSRING_TOKEN`.
-    pub token: String,
+    /// `None` unsets it: `wsring dev` then makes one and prints it in its
+    /// ready line.
+    pub token: Option<String>,
     /// Further `wsring dev` arguments (`--router-arg=…`, `--pod-arg=…`).
     pub args: Vec<String>,
     /// Where its log (and its children's) goes.
@@ -50,6 +54,8 @@ pub struct DevProcess {
     process: ChildProcess,
     /// The JSON object of its ready line.
     pub ready: serde_json::Value,
+    /// The ready line as printed (what the README shows).
+    pub ready_line: String,
 }
 
 impl DevProcess {
@@ -63,13 +69,16 @@ impl DevProcess {
             .args(["--listen", &launch.listen.to_string()])
             .args(["--admin-listen", &launch.admin.to_string()])
             .args(["--control-listen", &launch.control.to_string()])
-            .args(["--redis", &launch.redis_url])
+            .args(launch.redis_url.iter().flat_map(|url| ["--redis", url]))
             .args(&launch.args)
-            .env("WSRING_TOKEN", &launch.token)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             );
+        match &launch.token {
+            Some(token) => command.env("WSRING_TOKEN", token),
+            None => command.env_remove("WSRING_TOKEN"),
+        };
         let mut process = ChildProcess::spawn("wsring dev", command, launch.logs, Stdout::Piped)?;
         let stdout = process.take_stdout();
         let not_ready = |reason: String, process: &ChildProcess| Error::DevNotReady {
@@ -84,6 +93,7 @@ impl DevProcess {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(json) = line.strip_prefix(READY_PREFIX) {
                     return serde_json::from_str(json)
+                        .map(|ready| (ready, line.clone()))
                         .map_err(|e| format!("unreadable ready line: {e}"));
                 }
             }
@@ -91,7 +101,11 @@ impl DevProcess {
         })
         .await;
         match ready {
-            Ok(Ok(ready)) => Ok(DevProcess { process, ready }),
+            Ok(Ok((ready, ready_line))) => Ok(DevProcess {
+                process,
+                ready,
+                ready_line,
+            }),
             Ok(Err(reason)) => Err(not_ready(reason, &process)),
             Err(_) => Err(not_ready(
                 format!("no ready line within {within:?}"),

@@ -136,8 +136,8 @@ impl Plane {
             listen: public,
             admin,
             control,
-            redis_url,
-            token: TOKEN.to_owned(),
+            redis_url: Some(redis_url),
+            token: Some(TOKEN.to_owned()),
             args,
             logs: Logs::File(dir.path().join("dev.log")),
         };

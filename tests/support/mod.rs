@@ -107,8 +107,8 @@ impl Dev {
             listen: public,
             admin,
             control,
-            redis_url: redis_url.clone(),
-            token: "test-token".into(),
+            redis_url: Some(redis_url.clone()),
+            token: Some("test-token".into()),
             args: extra.iter().map(|a| a.to_string()).collect(),
             logs: Logs::Inherit,
         };

@@ -8,14 +8,14 @@
 //! list and the push API. docs/interfaces.md is the contract it implements.
 //!
 //! The `ws-pod` binary and the local launcher (`wsring pod`) both call [`run`]
-//! with a [`Config`]; [`Server::bind`] + [`Server::run`] do the same in two steps
+//! with a [`Config`]; [`Pod::bind`] + [`Pod::serve`] do the same in two steps
 //! for callers that need the bound addresses first (port 0 in tests).
 //!
 //! # Layout
 //!
 //! - [`config`]: flags and env vars ([`Config`]), checked once at start-up into
 //!   the pod's `Settings`.
-//! - [`server`]: bind, serve, drain ([`Server`], [`PodHandle`]).
+//! - [`server`]: bind, serve, drain ([`Pod`], [`PodHandle`]).
 //! - `listener`: the TCP accept loop and HTTP/1.1 upgrades.
 //! - `h2`: WebSockets over HTTP/2 streams from a router with `--pod-transport h2`.
 //! - `session`: one upgraded WebSocket from either listener (register → relay →
@@ -64,12 +64,12 @@ pub use admin::{admin_app, AdminState};
 pub use config::Config;
 pub use error::Error;
 pub use probe::{probe, ProbeArgs, ProbeReport};
-pub use server::{PodHandle, Server};
+pub use server::{Pod, PodHandle};
 
-/// Run a pod until `shutdown` resolves, then drain it (see [`Server::run`]).
+/// Run a pod until `shutdown` resolves, then drain it (see [`Pod::serve`]).
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    Server::bind(config).await?.run(shutdown).await
+    Pod::bind(config).await?.serve(shutdown).await
 }

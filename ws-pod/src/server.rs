@@ -1,7 +1,7 @@
 //! Start-up and shutdown of one pod: bind both listeners, run the WebSocket
 //! listener, the admin server and the Redis subscription, then drain.
 //!
-//! Binding is separate from running ([`Server::bind`], then [`Server::run`]) so
+//! Binding is separate from running ([`Pod::bind`], then [`Pod::serve`]) so
 //! tests and the local launcher can bind port 0 and learn the real addresses
 //! before anything connects.
 
@@ -28,7 +28,7 @@ use crate::Error;
 
 /// A pod with its listeners bound, not yet serving.
 #[derive(Debug)]
-pub struct Server {
+pub struct Pod {
     settings: Settings,
     ws_listener: TcpListener,
     admin_listener: TcpListener,
@@ -69,9 +69,9 @@ impl PodHandle {
     }
 }
 
-impl Server {
+impl Pod {
     /// Check the configuration and bind both listeners; nothing is served yet.
-    pub async fn bind(config: Config) -> Result<Server, Error> {
+    pub async fn bind(config: Config) -> Result<Pod, Error> {
         let settings = config.resolve()?;
         let pod_header = HeaderValue::from_str(&settings.pod_name).map_err(|_| {
             Error::Config(format!(
@@ -121,7 +121,7 @@ impl Server {
             drain: Drain::new(shutdown.clone()),
             shutdown,
         });
-        Ok(Server {
+        Ok(Pod {
             settings,
             ws_listener,
             admin_listener,
@@ -155,11 +155,11 @@ impl Server {
     /// connections are still served for the shutdown delay; then the listener
     /// closes, every connection is closed with 1001 and awaited (at most the
     /// drain timeout). Returns an error only if the admin server fails.
-    pub async fn run(
+    pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Server {
+        let Pod {
             settings,
             ws_listener,
             admin_listener,

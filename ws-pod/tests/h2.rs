@@ -17,12 +17,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use wsring_core::protocol::{ControlMessage, CLOSE_GOING_AWAY, CLOSE_RING_MOVED, HEADER_POD};
 
-use common::{config, router_headers, Pod};
+use common::{config, router_headers, TestPod};
 
 type H2Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// An HTTP/2 connection to the pod that has seen its SETTINGS.
-async fn h2(pod: &Pod) -> SendRequest<Empty<Bytes>> {
+async fn h2(pod: &TestPod) -> SendRequest<Empty<Bytes>> {
     let stream = TcpStream::connect(pod.ws).await.unwrap();
     let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(stream))
@@ -40,7 +40,7 @@ async fn h2(pod: &Pod) -> SendRequest<Empty<Bytes>> {
 }
 
 /// An extended CONNECT like the router's, with `headers` added.
-fn connect(pod: &Pod, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
+fn connect(pod: &TestPod, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
     let mut request = Request::builder()
         .method(Method::CONNECT)
         .version(http::Version::HTTP_2)
@@ -54,7 +54,12 @@ fn connect(pod: &Pod, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
 }
 
 /// Open one WebSocket stream as connection `conn` for `key`.
-async fn open(sender: &mut SendRequest<Empty<Bytes>>, pod: &Pod, conn: &str, key: &str) -> H2Ws {
+async fn open(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    pod: &TestPod,
+    conn: &str,
+    key: &str,
+) -> H2Ws {
     sender.ready().await.unwrap();
     let headers = router_headers(conn, key, "3");
     let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -77,7 +82,7 @@ async fn close_code(ws: &mut H2Ws) -> Option<u16> {
 
 #[tokio::test]
 async fn many_websockets_share_one_connection_and_obey_resets_and_drain() {
-    let pod = Pod::start(config("pod-h2")).await;
+    let pod = TestPod::start(config("pod-h2")).await;
     let mut sender = h2(&pod).await;
     let mut alice = open(&mut sender, &pod, "r-1", "alice").await;
     let mut bob = open(&mut sender, &pod, "r-2", "bob").await;
@@ -107,7 +112,7 @@ async fn many_websockets_share_one_connection_and_obey_resets_and_drain() {
 
 #[tokio::test]
 async fn streams_that_are_not_websockets_or_unsigned_or_malformed_are_refused() {
-    let pod = Pod::start(config("pod-h2")).await;
+    let pod = TestPod::start(config("pod-h2")).await;
     let mut sender = h2(&pod).await;
     let plain_get = Request::builder()
         .uri(format!("http://{}/", pod.ws))
@@ -154,8 +159,8 @@ async fn streams_that_are_not_websockets_or_unsigned_or_malformed_are_refused() 
 #[tokio::test]
 async fn streams_reach_an_upstream_app_with_the_key_and_connection_id() {
     // The "app" is another pod (its echo), as in the HTTP/1.1 upstream test.
-    let app = Pod::start(config("app")).await;
-    let front = Pod::start(ws_pod::Config {
+    let app = TestPod::start(config("app")).await;
+    let front = TestPod::start(ws_pod::Config {
         upstream: Some(app.url()),
         ..config("pod-h2")
     })
@@ -179,7 +184,7 @@ async fn streams_reach_an_upstream_app_with_the_key_and_connection_id() {
 /// one connection carries: a client has to wait for a free stream.
 #[tokio::test]
 async fn a_connection_carries_at_most_h2_max_streams_websockets() {
-    let pod = Pod::start(ws_pod::Config {
+    let pod = TestPod::start(ws_pod::Config {
         h2_max_streams: 2,
         ..config("pod-h2")
     })

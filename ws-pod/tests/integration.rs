@@ -31,7 +31,7 @@ fn reset(ids: &[&str]) -> String {
 
 #[tokio::test]
 async fn echo_returns_text_and_binary_unchanged() {
-    let pod = Pod::start(config("pod-0")).await;
+    let pod = TestPod::start(config("pod-0")).await;
     let mut ws = pod.connect_as("r-1", "user 1").await;
     assert_echo(&mut ws, "héllo wörld").await;
     let binary = (0..=255u8).collect::<Vec<_>>();
@@ -58,7 +58,7 @@ async fn echo_returns_text_and_binary_unchanged() {
 
 #[tokio::test]
 async fn allowed_direct_connections_get_a_local_id_and_the_query_key() {
-    let pod = Pod::start(Config {
+    let pod = TestPod::start(Config {
         allow_direct: true,
         ..config("pod-0")
     })
@@ -80,7 +80,7 @@ async fn allowed_direct_connections_get_a_local_id_and_the_query_key() {
 /// alice's pushes. Without a router's signature nothing is registered now.
 #[tokio::test]
 async fn a_direct_caller_cannot_claim_a_router_connection_or_a_key() {
-    let pod = Pod::start(config("pod-0")).await;
+    let pod = TestPod::start(config("pod-0")).await;
     let mut alice = pod.connect_as("router-a-1", "alice").await;
     let forged = |signature: Option<&str>| {
         let mut request = format!("{}/?key=alice", pod.url())
@@ -146,7 +146,7 @@ async fn a_direct_caller_cannot_claim_a_router_connection_or_a_key() {
 
 #[tokio::test]
 async fn probe_gets_its_echo_and_the_pod_name() {
-    let pod = Pod::start(Config {
+    let pod = TestPod::start(Config {
         allow_direct: true,
         ..config("pod-7")
     })
@@ -166,7 +166,7 @@ async fn probe_gets_its_echo_and_the_pod_name() {
 
 #[tokio::test]
 async fn oversize_frames_close_with_1009() {
-    let pod = Pod::start(Config {
+    let pod = TestPod::start(Config {
         max_message_bytes: 1024,
         ..config("pod-0")
     })
@@ -181,7 +181,7 @@ async fn oversize_frames_close_with_1009() {
 
 #[tokio::test]
 async fn silent_unfinished_and_oversized_handshakes_are_dropped() {
-    let pod = Pod::start(Config {
+    let pod = TestPod::start(Config {
         handshake_timeout_ms: 300,
         ..config("pod-0")
     })
@@ -226,7 +226,7 @@ async fn silent_unfinished_and_oversized_handshakes_are_dropped() {
 #[tokio::test]
 async fn reset_closes_exactly_the_listed_connections() {
     let redis = RedisServer::start().await.expect("redis-server");
-    let pod = Pod::start(with_redis("pod-0", &redis)).await;
+    let pod = TestPod::start(with_redis("pod-0", &redis)).await;
     let channel = pod_channel(LOCAL_NAMESPACE, "itest", "pod-0");
     wait_for_subscriber(&redis.url(), &channel).await;
     let mut moved_1 = pod.connect_as("r-1", "a").await;
@@ -255,7 +255,7 @@ async fn reset_closes_exactly_the_listed_connections() {
 #[tokio::test]
 async fn malformed_redis_messages_are_ignored() {
     let redis = RedisServer::start().await.expect("redis-server");
-    let pod = Pod::start(with_redis("pod-0", &redis)).await;
+    let pod = TestPod::start(with_redis("pod-0", &redis)).await;
     let channel = pod_channel(LOCAL_NAMESPACE, "itest", "pod-0");
     wait_for_subscriber(&redis.url(), &channel).await;
     let mut target = pod.connect_as("r-1", "a").await;
@@ -283,7 +283,7 @@ async fn malformed_redis_messages_are_ignored() {
 
 #[tokio::test]
 async fn push_reaches_exactly_the_keys_connections() {
-    let pod = Pod::start(config("pod-0")).await;
+    let pod = TestPod::start(config("pod-0")).await;
     let mut a1 = pod.connect_as("r-1", "room/a").await;
     let mut a2 = pod.connect_as("r-2", "room/a").await;
     let mut b = pod.connect_as("r-3", "room/b").await;
@@ -320,8 +320,8 @@ async fn push_reaches_exactly_the_keys_connections() {
 
 #[tokio::test]
 async fn upstream_mode_relays_to_a_real_app() {
-    let app = Pod::start(config("app")).await;
-    let front = Pod::start(Config {
+    let app = TestPod::start(config("app")).await;
+    let front = TestPod::start(Config {
         upstream: Some(app.url()),
         ..config("front")
     })
@@ -362,7 +362,7 @@ async fn upstream_mode_relays_to_a_real_app() {
 #[tokio::test]
 async fn unreachable_upstream_closes_with_1011() {
     let upstream = format!("ws://127.0.0.1:{}", free_port().unwrap());
-    let front = Pod::start(Config {
+    let front = TestPod::start(Config {
         upstream: Some(upstream),
         ..config("front")
     })
@@ -376,7 +376,7 @@ async fn unreachable_upstream_closes_with_1011() {
 
 #[tokio::test]
 async fn shutdown_closes_every_connection_with_1001() {
-    let pod = Pod::start(config("pod-0")).await;
+    let pod = TestPod::start(config("pod-0")).await;
     let mut conns = Vec::new();
     for i in 0..5 {
         let mut ws = pod.connect_as(&format!("r-{i}"), "k").await;
@@ -408,7 +408,7 @@ async fn shutdown_closes_every_connection_with_1001() {
 async fn a_shutdown_delay_serves_not_ready_and_lets_resets_come_first() {
     let redis = RedisServer::start().await.expect("redis-server");
     let url = redis.url();
-    let mut pod = Pod::start(Config {
+    let mut pod = TestPod::start(Config {
         shutdown_delay_ms: 1500,
         ..with_redis("pod-0", &redis)
     })
@@ -441,7 +441,7 @@ async fn a_shutdown_delay_serves_not_ready_and_lets_resets_come_first() {
 async fn subscription_comes_back_after_a_redis_restart() {
     let mut redis = RedisServer::start().await.expect("redis-server");
     let url = redis.url();
-    let pod = Pod::start(with_redis("pod-0", &redis)).await;
+    let pod = TestPod::start(with_redis("pod-0", &redis)).await;
     let channel = pod_channel(LOCAL_NAMESPACE, "itest", "pod-0");
     wait_for_subscriber(&url, &channel).await;
     let mut survivor = pod.connect_as("r-1", "a").await;
@@ -468,7 +468,7 @@ async fn subscription_comes_back_after_a_redis_restart() {
 /// `--max-connections` a connection is closed unread, and counted.
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_and_counted() {
-    let pod = Pod::start(Config {
+    let pod = TestPod::start(Config {
         max_connections: Some(2),
         ..config("pod-0")
     })
@@ -517,7 +517,7 @@ async fn connections_over_the_cap_are_refused_and_counted() {
 async fn an_unfinished_message_is_closed_at_the_deadline() {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-    let pod = Pod::start(Config {
+    let pod = TestPod::start(Config {
         message_timeout_ms: 300,
         ..config("pod-0")
     })
@@ -541,7 +541,7 @@ async fn an_unfinished_message_is_closed_at_the_deadline() {
 
 #[tokio::test]
 async fn a_silent_connection_is_closed_at_the_idle_timeout() {
-    let pod = Pod::start(Config {
+    let pod = TestPod::start(Config {
         idle_timeout_ms: 300,
         ..config("pod-0")
     })

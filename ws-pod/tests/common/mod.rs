@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use ws_pod::{Config, PodHandle, Server};
+use ws_pod::{Config, Pod, PodHandle};
 use wsring_core::harness::{AdminClient, BackgroundServer};
 use wsring_core::protocol::{encode_key, HEADER_POD};
 use wsring_core::router_auth::{unix_now, RouterAuth, SignedHeaders};
@@ -44,32 +44,32 @@ pub fn router_headers(conn: &str, key: &str, version: &str) -> [(&'static str, S
     RouterAuth::new(TOKEN).signed_headers(signed, unix_now())
 }
 
-/// A pod serving in the background until dropped or [`Pod::shutdown`].
-pub struct Pod {
+/// A pod serving in the background until dropped or [`TestPod::shutdown`].
+pub struct TestPod {
     pub ws: SocketAddr,
     pub admin: SocketAddr,
     pub handle: PodHandle,
     server: BackgroundServer<ws_pod::Error>,
 }
 
-impl Pod {
-    pub async fn start(config: Config) -> Pod {
-        let server = Server::bind(config).await.expect("bind");
-        let (ws, admin, handle) = (server.ws_addr(), server.admin_addr(), server.handle());
-        Pod {
+impl TestPod {
+    pub async fn start(config: Config) -> TestPod {
+        let pod = Pod::bind(config).await.expect("bind");
+        let (ws, admin, handle) = (pod.ws_addr(), pod.admin_addr(), pod.handle());
+        TestPod {
             ws,
             admin,
             handle,
-            server: BackgroundServer::spawn(|stop| server.run(stop)),
+            server: BackgroundServer::spawn(|stop| pod.serve(stop)),
         }
     }
 
-    /// Signal shutdown (SIGTERM) without waiting for `run` to return.
+    /// Signal shutdown (SIGTERM) without waiting for `serve` to return.
     pub fn signal_shutdown(&mut self) {
         self.server.signal_shutdown();
     }
 
-    /// Signal shutdown and wait for `run` to return.
+    /// Signal shutdown and wait for `serve` to return.
     pub async fn shutdown(self) -> Result<(), ws_pod::Error> {
         self.server.shutdown().await
     }

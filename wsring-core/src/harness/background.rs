@@ -2,7 +2,7 @@
 //! test tells it to stop, as a SIGTERM would, or drops it.
 //!
 //! The router's and ws-pod's serving loops both take the future that ends
-//! them (`Router::serve`, `Server::run`); the test suites of both crates start
+//! them (`Router::serve`, `Pod::serve`); the test suites of both crates start
 //! them the same way, signal the shutdown the same way and want the task
 //! gone when a test ends early, so that lives here once.
 
