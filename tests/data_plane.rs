@@ -462,3 +462,33 @@ async fn bad_ring_updates_are_refused_and_leave_the_ring_alone() {
         "a public answer names no pod and no address: {body}"
     );
 }
+
+/// A pod that exits while starting (a bad `--pod-arg` here; a port taken
+/// between local mode picking it and the pod binding it in real life) is
+/// seen exiting, started again on new ports, and after the third exit local
+/// mode stops with the pod's own reason instead of waiting out the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_exits_while_starting_is_retried_then_reported() {
+    let addrs = [(); 3].map(|_| wsring_core::harness::free_addr().unwrap().to_string());
+    let stderr = support::refused_stderr(
+        "dev",
+        &[
+            "--pods",
+            "1",
+            "--listen",
+            &addrs[0],
+            "--admin-listen",
+            &addrs[1],
+            "--control-listen",
+            &addrs[2],
+            "--pod-arg=--max-key-bytes=0",
+        ],
+    )
+    .await;
+    assert!(stderr.contains("pod-0 did not become ready"), "{stderr}");
+    assert_eq!(
+        stderr.matches("--max-key-bytes must be at least 1").count(),
+        3,
+        "three starts, each refused for its own reason: {stderr}"
+    );
+}

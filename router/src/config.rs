@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use wsring_core::cluster_args::ClusterArgs;
 use wsring_core::protocol::{ROUTER_ADMIN_PORT, ROUTER_WS_PORT};
 use wsring_core::redis_args::RedisArgs;
 use wsring_core::token_args::TokenArgs;
@@ -54,14 +55,9 @@ pub struct Config {
     #[arg(long, env = "WSRING_ROUTER_ID")]
     pub router_id: Option<String>,
 
-    /// Cluster name, part of the Redis channel names.
-    #[arg(long, env = "WSRING_CLUSTER", default_value = "wsring")]
-    pub cluster: String,
-
-    /// Kubernetes namespace of the cluster (downward API), part of the Redis
-    /// channel names: same-named clusters of two namespaces never share them.
-    #[arg(long, env = "POD_NAMESPACE", default_value = wsring_core::protocol::LOCAL_NAMESPACE)]
-    pub namespace: String,
+    /// `--cluster`, `--namespace`.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 
     /// `--redis-url`, `--redis-password`, `--redis-ca-file`.
     #[command(flatten)]
@@ -164,8 +160,7 @@ impl Config {
             listen: ([127, 0, 0, 1], 0).into(),
             admin_listen: ([127, 0, 0, 1], 0).into(),
             router_id: Some("router-test".into()),
-            cluster: "wsring".into(),
-            namespace: wsring_core::protocol::LOCAL_NAMESPACE.into(),
+            cluster: ClusterArgs::default(),
             redis: RedisArgs::default(),
             key_source: KeySource::Query,
             key_name: "key".into(),
@@ -204,9 +199,9 @@ impl Config {
                 "--router-id must be non-empty without spaces or control characters, got {router_id:?}"
             )));
         }
-        if self.cluster.is_empty() {
-            return Err(Error::Config("--cluster must not be empty".into()));
-        }
+        self.cluster
+            .check()
+            .map_err(|e| Error::Config(e.to_string()))?;
         if self.max_key_bytes == 0 {
             return Err(Error::Config("--max-key-bytes must be at least 1".into()));
         }
@@ -293,7 +288,7 @@ mod tests {
         let c = cli.config;
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9090");
-        assert_eq!(c.cluster, "wsring");
+        assert_eq!(c.cluster, ClusterArgs::default());
         assert_eq!(c.key_source, KeySource::Query);
         assert_eq!(c.key_name, "key");
         assert_eq!(c.max_key_bytes, 256);

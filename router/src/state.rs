@@ -107,7 +107,7 @@ impl Shared {
         ));
         let resets = Arc::new(Resets::new(
             publisher,
-            (&config.namespace, &config.cluster),
+            (&config.cluster.namespace, &config.cluster.name),
             &settings.router_id,
             config.reset_timeout(),
             registry.clone(),

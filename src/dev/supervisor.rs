@@ -8,7 +8,7 @@
 //! are started and stopped with `wsring::process`, as the benchmarks and the
 //! tests start theirs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,12 +20,15 @@ use tokio::sync::Mutex;
 use wsring::process::lifecycle::PARENT_PID_ENV;
 use wsring::process::server::wait_answering;
 use wsring::process::{Logs, Role, ServerLaunch, ServerProcess};
+use wsring::Error as WsringError;
 use wsring_core::harness::admin_http::StatusCode;
 use wsring_core::harness::{free_addr, AdminClient};
 use wsring_core::{Member, RingSpec};
 
 /// How long a child may take to answer its health endpoint after start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Starts of one pod before local mode gives up (see `Supervisor::start_pod`).
+const START_ATTEMPTS: u32 = 3;
 /// How long a gracefully stopped child may take to exit before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a leaving pod's clients get to move before SIGTERM: the
@@ -89,7 +92,11 @@ struct State {
     /// True when the router has not acknowledged the current version yet.
     unpublished: bool,
     router: Option<ServerProcess>,
+    /// Pods in the ring.
     pods: BTreeMap<String, PodProc>,
+    /// Names of pods still starting: taken, so a concurrent add picks
+    /// another, and not in the ring until they answer `/readyz`.
+    starting: BTreeSet<String>,
 }
 
 /// Owner of all child processes and of the ring membership.
@@ -154,42 +161,67 @@ impl Supervisor {
     /// keys), wait for `/readyz`, then add it to the ring.
     pub async fn add_pod(&self) -> anyhow::Result<PodInfo> {
         let name = {
-            let state = self.state.lock().await;
-            (0..)
+            let mut state = self.state.lock().await;
+            let name = (0..)
                 .map(|i| format!("pod-{i}"))
-                .find(|n| !state.pods.contains_key(n))
-                .expect("some ordinal is free")
+                .find(|n| !state.pods.contains_key(n) && !state.starting.contains(n))
+                .expect("some ordinal is free");
+            state.starting.insert(name.clone());
+            name
         };
-        let (addr, admin) = (free_addr()?, free_addr()?);
-        let mut args = vec!["--pod-name".to_owned(), name.clone()];
-        args.extend(["--redis-url".to_owned(), self.launch.redis_url.clone()]);
-        args.extend(self.launch.pod_args.iter().cloned());
-        let server =
-            ServerProcess::spawn(self.server_launch(Role::Pod, &name, (addr, admin), args))?;
-        let info = PodInfo {
-            name: name.clone(),
-            addr,
-            admin,
-            pid: server.process.pid(),
-        };
-        // In the state before it is ready, so a concurrent add picks another name.
-        self.state.lock().await.pods.insert(
-            name.clone(),
-            PodProc {
+        let started = self.start_pod(&name).await;
+        let info = {
+            let mut state = self.state.lock().await;
+            state.starting.remove(&name);
+            let (info, server) = started?;
+            let pod = PodProc {
                 info: info.clone(),
                 server,
-            },
-        );
-        let ready_url = Role::Pod.ready_url(admin);
-        if let Err(e) =
-            wait_answering(&self.http, &name, &ready_url, START_TIMEOUT, || Ok(())).await
-        {
-            self.remove_pod(&name).await;
-            return Err(anyhow::Error::new(e).context(format!("{name} did not become ready")));
-        }
+            };
+            state.pods.insert(name.clone(), pod);
+            info
+        };
         self.publish_ring().await?;
-        tracing::info!(pod = %name, %addr, "pod joined the ring");
+        tracing::info!(pod = %name, addr = %info.addr, "pod joined the ring");
         Ok(info)
+    }
+
+    /// Spawn pod `name` on free ports and wait until it answers `/readyz`.
+    /// The ports are free when picked and bound by the child a moment later,
+    /// so another process can take one in between: a child that exits while
+    /// starting is started again on new ports, at most [`START_ATTEMPTS`] times.
+    async fn start_pod(&self, name: &str) -> anyhow::Result<(PodInfo, ServerProcess)> {
+        let mut attempt = 1;
+        loop {
+            let (addr, admin) = (free_addr()?, free_addr()?);
+            let mut args = vec!["--pod-name".to_owned(), name.to_owned()];
+            args.extend(["--redis-url".to_owned(), self.launch.redis_url.clone()]);
+            args.extend(self.launch.pod_args.iter().cloned());
+            let launch = self.server_launch(Role::Pod, name, (addr, admin), args);
+            let mut server = ServerProcess::spawn(launch)?;
+            match server.wait_ready(&self.http, START_TIMEOUT).await {
+                Ok(()) => {
+                    let pid = server.process.pid();
+                    let info = PodInfo {
+                        name: name.to_owned(),
+                        addr,
+                        admin,
+                        pid,
+                    };
+                    return Ok((info, server));
+                }
+                Err(e @ WsringError::Exited { .. }) if attempt < START_ATTEMPTS => {
+                    tracing::warn!(pod = %name, error = %e, "pod exited while starting; again on new ports");
+                    attempt += 1;
+                }
+                Err(e) => {
+                    server.process.kill().await;
+                    return Err(
+                        anyhow::Error::new(e).context(format!("{name} did not become ready"))
+                    );
+                }
+            }
+        }
     }
 
     /// Stop a pod gracefully or abruptly; the ring stops naming it either way.
@@ -291,12 +323,6 @@ impl Supervisor {
 
     async fn take_pod(&self, name: &str) -> Option<PodProc> {
         self.state.lock().await.pods.remove(name)
-    }
-
-    async fn remove_pod(&self, name: &str) {
-        if let Some(mut pod) = self.take_pod(name).await {
-            pod.server.process.kill().await;
-        }
     }
 
     /// Bump the version for the current pod set and push it to the router.

@@ -130,8 +130,8 @@ impl ServerProcess {
 
 /// Poll `url` until it answers 200, at most `within`; `alive` is asked
 /// before every try so a child that died ends the wait at once. For owners
-/// that keep the process elsewhere while it starts (local mode keeps it in
-/// its shared state, so concurrent starts see its name taken).
+/// that keep the process elsewhere while it starts (local mode's router, in
+/// its shared state, where a watcher restarts one that never answers).
 pub async fn wait_answering(
     http: &AdminClient,
     name: &str,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wsring_core::cluster_args::ClusterArgs;
 use wsring_core::protocol::{pod_channel, POD_ADMIN_PORT, POD_WS_PORT};
 use wsring_core::redis_args::RedisArgs;
 use wsring_core::router_auth::RouterAuth;
@@ -26,8 +27,6 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// Default `--admin-listen`: every interface, the pod admin port.
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), POD_ADMIN_PORT);
-/// Default `--cluster`.
-pub const DEFAULT_CLUSTER: &str = "wsring";
 /// Default `--max-message-bytes` (1 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Default `--drain-timeout-ms`.
@@ -59,14 +58,9 @@ pub struct Config {
     #[arg(long, env = "WSRING_POD_NAME")]
     pub pod_name: Option<String>,
 
-    /// Cluster name, part of the Redis channel name.
-    #[arg(long, env = "WSRING_CLUSTER", default_value = DEFAULT_CLUSTER)]
-    pub cluster: String,
-
-    /// Kubernetes namespace of the cluster (downward API), part of the Redis
-    /// channel name: same-named clusters of two namespaces never share it.
-    #[arg(long, env = "POD_NAMESPACE", default_value = wsring_core::protocol::LOCAL_NAMESPACE)]
-    pub namespace: String,
+    /// `--cluster`, `--namespace`.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 
     /// `--redis-url`, `--redis-password`, `--redis-ca-file`.
     #[command(flatten)]
@@ -164,8 +158,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN,
             admin_listen: DEFAULT_ADMIN_LISTEN,
             pod_name: None,
-            cluster: DEFAULT_CLUSTER.to_string(),
-            namespace: wsring_core::protocol::LOCAL_NAMESPACE.to_string(),
+            cluster: ClusterArgs::default(),
             redis: RedisArgs::default(),
             upstream: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -252,6 +245,9 @@ impl Config {
         if self.max_key_bytes == 0 {
             return Err(Error::Config("--max-key-bytes must be at least 1".into()));
         }
+        self.cluster
+            .check()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let history = self.history()?;
         let token = self
             .token
@@ -265,7 +261,7 @@ impl Config {
             None => hostname(),
         };
         Ok(Settings {
-            channel: pod_channel(&self.namespace, &self.cluster, &pod_name),
+            channel: pod_channel(&self.cluster.namespace, &self.cluster.name, &pod_name),
             pod_name,
             redis: self
                 .redis

@@ -96,8 +96,8 @@ impl Pod {
         let history = match (&settings.history, &redis) {
             (Some(history), Some(target)) => Some(Arc::new(History::new(
                 target.clone(),
-                &config.namespace,
-                &config.cluster,
+                &config.cluster.namespace,
+                &config.cluster.name,
                 *history,
             ))),
             _ => None,

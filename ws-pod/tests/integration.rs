@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use ws_pod::{Config, ProbeArgs};
+use wsring_core::cluster_args::ClusterArgs;
 use wsring_core::harness::{free_port, RedisServer};
 use wsring_core::protocol::{
     pod_channel, ControlMessage, CLOSE_RING_MOVED, CLOSE_RING_MOVED_REASON,
@@ -20,7 +21,10 @@ use wsring_core::testkit::raw_exchange;
 fn with_redis(pod_name: &str, redis: &RedisServer) -> Config {
     Config {
         redis: wsring_core::redis_args::RedisArgs::url(redis.url()),
-        cluster: "itest".into(),
+        cluster: ClusterArgs {
+            name: "itest".into(),
+            ..ClusterArgs::default()
+        },
         ..config(pod_name)
     }
 }

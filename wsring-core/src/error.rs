@@ -63,6 +63,9 @@ pub enum Error {
     /// unreadable, or empty); the message names the flag.
     #[error("{0}")]
     TokenConfig(String),
+    /// `--cluster` or `--namespace` is empty; the message names the flag.
+    #[error("{0}")]
+    ClusterConfig(String),
     /// A `wsring.v1` resume token or frame is malformed; the message says how.
     #[error("invalid resume: {0}")]
     InvalidResume(String),

@@ -18,6 +18,8 @@
 //!   the router's and ws-pod's admin APIs.
 //! - `token_args` (feature `cli`): the `--token`/`--token-file` flags of router
 //!   and ws-pod and the one way to resolve them.
+//! - `cluster_args` (feature `cli`): their `--cluster`/`--namespace` flags, the
+//!   parts of every Redis channel name.
 //! - `shutdown` (feature `shutdown`): the two steps of a graceful shutdown
 //!   (not ready, then draining) of router and ws-pod.
 //! - [`conn_limit`]: caps on open connections, total and per client address.
@@ -40,6 +42,8 @@
 pub mod bearer;
 #[cfg(feature = "http-auth")]
 pub mod bearer_guard;
+#[cfg(feature = "cli")]
+pub mod cluster_args;
 pub mod conn_limit;
 pub mod error;
 #[cfg(feature = "harness")]
