@@ -62,10 +62,10 @@ step "cargo test (unit, property, API-server mock, CRD schema/staleness and end-
 cargo test --workspace --locked
 
 step "JavaScript client against local mode (node --test)"
-(cd clients/js && npm ci --silent --no-audit --no-fund && WSRING_BIN="$PWD/../../target/debug/wsring" node --test test/)
+(cd clients/js && npm ci --loglevel=error --no-audit --no-fund && WSRING_BIN="$PWD/../../target/debug/wsring" node --test test/)
 
 step "router dashboard in headless Chromium (playwright-core)"
-(cd tests/browser && npm ci --silent --no-audit --no-fund && WSRING_BIN="$PWD/../../target/debug/wsring" node --test)
+(cd tests/browser && npm ci --loglevel=error --no-audit --no-fund && WSRING_BIN="$PWD/../../target/debug/wsring" node --test)
 
 step "Autobahn conformance through the router (kosoku fuzzingclient)"
 bash scripts/conformance.sh

