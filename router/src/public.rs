@@ -233,12 +233,9 @@ async fn proxy(
         .open(&member, forwarded, client_key, shared.handshake_timeout)
         .await?;
     tracing::debug!(conn = %conn_id, pod = %member.name, h2 = pod.is_http2_stream(), "upgraded");
-    shared.tasks.spawn(run_tunnel(
-        client_upgrade,
-        pod,
-        (registration, permit),
-        member.name.clone(),
-    ));
+    shared
+        .tasks
+        .spawn(run_tunnel(client_upgrade, pod, (registration, permit)));
     Ok(client_response(response, &member.name))
 }
 
@@ -261,13 +258,15 @@ fn client_response(pod: Response<()>, pod_name: &str) -> Response<Full<Bytes>> {
 
 /// Wait for the client side of the upgrade, then tunnel until either side
 /// ends or the router closes the connection (reset timeout, shutdown).
+///
+/// This task lives as long as the connection, so it keeps nothing a log line
+/// can compute when it is written: the connection id comes from the
+/// registration, and the pod was named in the `upgraded` line.
 async fn run_tunnel(
     client: OnUpgrade,
     pod: PodEnd,
     (registration, permit): (Registration, Option<Permit>),
-    pod_name: String,
 ) {
-    let conn_id = registration.id();
     let work = async {
         let client = client.await.map_err(std::io::Error::other)?;
         let (client, client_early) = raw_stream(client)?;
@@ -275,11 +274,11 @@ async fn run_tunnel(
     };
     tokio::select! {
         result = work => match result {
-            Ok(moved) => tracing::debug!(conn = %conn_id, pod = %pod_name, to_pod = moved.to_pod, to_client = moved.to_client, "tunnel closed"),
-            Err(error) => tracing::debug!(conn = %conn_id, pod = %pod_name, %error, "tunnel failed"),
+            Ok(moved) => tracing::debug!(conn = %registration.id(), to_pod = moved.to_pod, to_client = moved.to_client, "tunnel closed"),
+            Err(error) => tracing::debug!(conn = %registration.id(), %error, "tunnel failed"),
         },
         () = registration.cancelled() => {
-            tracing::debug!(conn = %conn_id, pod = %pod_name, "tunnel closed by the router");
+            tracing::debug!(conn = %registration.id(), "tunnel closed by the router");
         }
     }
     drop(registration);

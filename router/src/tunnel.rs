@@ -277,20 +277,17 @@ impl<P: AsyncRead + AsyncWrite + HalfClose + Unpin> Tunnel<P> {
 /// `client_early` were read from the client after its upgrade request and go
 /// to the pod first; `pod_early` came with the pod's 101 and go to the client first.
 pub async fn splice<P>(
-    mut client: TcpStream,
+    client: TcpStream,
     client_early: Bytes,
-    mut pod: P,
+    pod: P,
     pod_early: Bytes,
 ) -> io::Result<Transferred>
 where
     P: AsyncRead + AsyncWrite + HalfClose + Unpin,
 {
-    if !pod_early.is_empty() {
-        client.write_all(&pod_early).await?;
-    }
-    if !client_early.is_empty() {
-        pod.write_all(&client_early).await?;
-    }
+    // The sockets move into the tunnel before anything is written, so the
+    // task holds each of them once: this future is what an idle connection
+    // costs the router.
     let mut tunnel = Tunnel {
         client,
         pod,
@@ -304,6 +301,12 @@ where
         },
         linger: None,
     };
+    if !pod_early.is_empty() {
+        tunnel.client.write_all(&pod_early).await?;
+    }
+    if !client_early.is_empty() {
+        tunnel.pod.write_all(&client_early).await?;
+    }
     drop((client_early, pod_early));
     poll_fn(|cx| tunnel.poll(cx)).await?;
     Ok(Transferred {
