@@ -245,11 +245,14 @@ where
                     command = mailbox.recv() => match command {
                         Command::Close(order) => return Stop::Ordered(order),
                         Command::Push(message) => Batch::one(message),
-                        Command::Positioned(at, message) => match outbound.positioned(at, message).await {
+                        // Boxed, both: a history read is short-lived, and
+                        // inline its Redis round trip would be part of every
+                        // idle connection's task (about 10 KiB of it).
+                        Command::Positioned(at, message) => match Box::pin(outbound.positioned(at, message)).await {
                             Ok(batch) => batch,
                             Err(order) => return Stop::Ordered(order),
                         },
-                        Command::CatchUp(catch_up) => match outbound.catch_up(catch_up).await {
+                        Command::CatchUp(catch_up) => match Box::pin(outbound.catch_up(catch_up)).await {
                             Ok(batch) => batch,
                             Err(order) => return Stop::Ordered(order),
                         },

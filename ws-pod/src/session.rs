@@ -127,12 +127,15 @@ pub(crate) async fn run_connection<S>(
         let (registration, mut outbound) = match (&upgrade.framing, &shared.history) {
             (Framing::V1 { since }, Some(history)) => {
                 let registration = shared.registry.register_positioned(&id, &upgrade.key);
-                let opened = Cursor::open(
+                // Boxed: the history read runs once, at the start, and
+                // inline its state would stay in the task for the
+                // connection's whole life.
+                let opened = Box::pin(Cursor::open(
                     history.clone(),
                     shared.metrics.clone(),
                     &upgrade.key,
                     since.as_ref(),
-                )
+                ))
                 .await;
                 let Ok(cursor) = opened else {
                     close_unrelayed(ws, CLOSE_TRY_AGAIN_LATER, CLOSE_TRY_AGAIN_LATER_REASON).await;
