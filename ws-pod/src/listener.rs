@@ -63,9 +63,7 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     match crate::h2::starts_with_preface(&stream, shared.handshake_timeout).await {
         Some(true) => {
-            // Boxed: an HTTP/2 connection's state is large, and inline it
-            // would be part of every HTTP/1.1 connection's task too.
-            Box::pin(crate::h2::serve(stream, peer, shared)).await;
+            crate::h2::serve(stream, peer, shared).await;
             drop(permit);
             return;
         }
