@@ -45,8 +45,8 @@ fn repo() -> PathBuf {
 }
 
 /// A scratch directory that looks like the repository root to the documents'
-/// commands (charts/, manifests/, cluster/, docker/ and target/ linked in) and holds what a reader would have made
-/// (the TLS certificate).
+/// commands (charts/, manifests/, cluster/, docker/ and target/ linked in)
+/// and holds what a reader would have made (the TLS certificate).
 fn workdir() -> PathBuf {
     let dir = repo().join("tests/out/cluster-walkthrough");
     let _ = std::fs::remove_dir_all(&dir);
@@ -850,8 +850,10 @@ fn packaging(dir: &Path, doc: &Doc) {
     );
 
     let out = sh_ok(dir, &doc.block("Without a Docker engine", 0).script);
+    // The tag asked for, and the runtime stage of docker/router.Dockerfile.
     assert!(out.contains("ghcr.io/wsring/wsring-router:0.1.0"), "{out}");
-    assert!(out.contains("wsring-router"), "{out}");
+    assert!(out.contains("\"/usr/local/bin/wsring-router\""), "{out}");
+    assert!(out.contains("\"user\": \"65532:65532\""), "{out}");
     doc.assert_all_run();
 }
 
