@@ -78,6 +78,28 @@ fn json_logs_are_one_object_per_line() {
     }
 }
 
+/// A taken port stops either process at start-up with an error naming the
+/// listener and the address, once, in the same words for both.
+#[test]
+fn a_taken_port_stops_router_and_pod_naming_the_listener() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for (process, extra) in [("router", &[][..]), ("pod", &["--pod-name", "pod-0"][..])] {
+        let output = Command::new(env!("CARGO_BIN_EXE_wsring"))
+            .args([process, "--listen", &addr, "--admin-listen", "127.0.0.1:0"])
+            .args(["--token", "t0ken"])
+            .args(extra)
+            .env_remove("WSRING_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("wsring runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{process} started: {stderr}");
+        let wanted = format!("cannot bind the websocket listener on {addr}: ");
+        assert_eq!(stderr.matches(&wanted).count(), 1, "{process}: {stderr}");
+    }
+}
+
 /// Lines of a child's stderr, collected by a thread until the pipe closes.
 fn collect_stderr(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -5,13 +5,12 @@
 //! the environment (token file, host name, Redis client) is checked once at
 //! start-up into the router's `Settings`, as ws-pod does with its own.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use wsring_core::cluster_args::ClusterArgs;
-use wsring_core::protocol::{ROUTER_ADMIN_PORT, ROUTER_WS_PORT};
+use wsring_core::listen_args::{ListenArgs, RouterPorts};
 use wsring_core::redis_args::RedisArgs;
 use wsring_core::token_args::TokenArgs;
 
@@ -19,13 +18,6 @@ pub use wsring_core::protocol::PodTransport;
 
 use crate::origin::OriginPolicy;
 use crate::Error;
-
-/// Default `--listen`: every interface, the router's public WebSocket port.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ROUTER_WS_PORT);
-/// Default `--admin-listen`: every interface, the router's admin port.
-pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ROUTER_ADMIN_PORT);
 
 /// Where the routing key is read from in the upgrade request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,13 +35,9 @@ pub enum KeySource {
 /// Router configuration; every flag can also be set through its environment variable.
 #[derive(Clone, Debug, Args)]
 pub struct Config {
-    /// Public WebSocket listener (the only port behind the Ingress).
-    #[arg(long, env = "WSRING_LISTEN", default_value_t = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
-
-    /// Admin listener: health, metrics, ring, push API.
-    #[arg(long, env = "WSRING_ADMIN_LISTEN", default_value_t = DEFAULT_ADMIN_LISTEN)]
-    pub admin_listen: SocketAddr,
+    /// `--listen` (the only port behind the Ingress), `--admin-listen`.
+    #[command(flatten)]
+    pub listeners: ListenArgs<RouterPorts>,
 
     /// Unique per router replica; prefix of connection ids [default: hostname].
     #[arg(long, env = "WSRING_ROUTER_ID")]
@@ -157,8 +145,7 @@ impl Config {
     /// (listeners on loopback port 0, the given token).
     pub fn for_tests(token: &str) -> Self {
         Config {
-            listen: ([127, 0, 0, 1], 0).into(),
-            admin_listen: ([127, 0, 0, 1], 0).into(),
+            listeners: ListenArgs::loopback(),
             router_id: Some("router-test".into()),
             cluster: ClusterArgs::default(),
             redis: RedisArgs::default(),
@@ -286,8 +273,8 @@ mod tests {
     fn defaults_match_the_contract() {
         let cli = Cli::try_parse_from(["wsring-router", "--token", "t"]).unwrap();
         let c = cli.config;
-        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
-        assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(c.listeners.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.listeners.admin_listen.to_string(), "0.0.0.0:9090");
         assert_eq!(c.cluster, ClusterArgs::default());
         assert_eq!(c.key_source, KeySource::Query);
         assert_eq!(c.key_name, "key");

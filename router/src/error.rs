@@ -17,14 +17,19 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
-    /// A listener could not be bound or accepted on.
+    /// A listener failed while serving.
     #[error("{what}: {source}")]
     Io {
-        /// What was being done (e.g. "bind public listener 0.0.0.0:8080").
+        /// What was being done (e.g. "admin listener").
         what: String,
         #[source]
         source: std::io::Error,
     },
+
+    /// `--listen` or `--admin-listen` could not be bound at start-up
+    /// (`wsring_core::Error::Bind`, as in ws-pod).
+    #[error(transparent)]
+    Bind(wsring_core::Error),
 
     /// The request carries no usable routing key.
     #[error("{detail}")]
@@ -130,6 +135,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Config(_) => "config",
+            Error::Bind(_) => "bind",
             Error::Io { .. } => "io",
             Error::BadKey { problem, .. } => problem.code(),
             Error::NotUpgrade => "upgrade_required",
@@ -167,9 +173,11 @@ impl Error {
             Error::RingConflict { .. } => StatusCode::CONFLICT,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
-            Error::Config(_) | Error::Io { .. } | Error::Redis(_) | Error::Kube(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Error::Config(_)
+            | Error::Bind(_)
+            | Error::Io { .. }
+            | Error::Redis(_)
+            | Error::Kube(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

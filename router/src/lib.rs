@@ -23,7 +23,7 @@
 //! - [`resets`]: batched reset publishing and the reset timeout; [`bus`]: Redis.
 //! - [`handshake`]: what a client's upgrade request must be (426 / 400).
 //! - [`public`]: public listener (hyper HTTP/1, upgrade only); [`tunnel`]: the
-//!   low-memory byte tunnel.
+//!   low-memory byte tunnel; [`tunnel_task`]: the task of one open tunnel.
 //! - [`pod_link`]: the upgrade to the owner pod ([`pod_link::PodLink`]), over a
 //!   TCP connection per client ([`pod_link::http1`]) or streams of one HTTP/2
 //!   connection per pod ([`pod_link::http2`], `--pod-transport h2`); the
@@ -63,14 +63,15 @@ pub mod state;
 #[cfg(test)]
 mod test_requests;
 pub mod tunnel;
+pub mod tunnel_task;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use wsring_core::listen_args::Listeners;
 use wsring_core::RingSpec;
 
 pub use config::{Config, KeySource, PodTransport};
@@ -96,8 +97,7 @@ pub async fn run(
 /// learn the addresses of port-0 listeners before traffic starts).
 pub struct Router {
     shared: Arc<Shared>,
-    public: TcpListener,
-    admin: TcpListener,
+    listeners: Listeners,
     config: Config,
     kube: Option<(kube::Client, String)>,
 }
@@ -105,8 +105,7 @@ pub struct Router {
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("public", &self.public)
-            .field("admin", &self.admin)
+            .field("listeners", &self.listeners)
             .field("router_id", &self.shared.router_id)
             .finish_non_exhaustive()
     }
@@ -154,17 +153,11 @@ impl Router {
             Some(_) => Some(ring_source::kube_client().await?),
             None => None,
         };
-        let public = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| Error::io(format!("bind public listener {}", config.listen), e))?;
-        let admin = TcpListener::bind(config.admin_listen)
-            .await
-            .map_err(|e| Error::io(format!("bind admin listener {}", config.admin_listen), e))?;
+        let listeners = config.listeners.bind().await.map_err(Error::Bind)?;
         let shared = Arc::new(Shared::new(&config, settings, publisher));
         Ok(Router {
             shared,
-            public,
-            admin,
+            listeners,
             config,
             kube,
         })
@@ -172,16 +165,12 @@ impl Router {
 
     /// Address of the public listener.
     pub fn public_addr(&self) -> SocketAddr {
-        self.public
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.ws.addr
     }
 
     /// Address of the admin listener.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.admin.addr
     }
 
     /// In-process control handle.
@@ -200,8 +189,7 @@ impl Router {
     ) -> Result<(), Error> {
         let Router {
             shared,
-            public,
-            admin,
+            listeners: Listeners { ws, admin },
             config,
             kube,
         } = self;
@@ -228,11 +216,12 @@ impl Router {
         }
 
         let admin_stop = CancellationToken::new();
+        let admin_addr = admin.addr;
         let admin_server = tokio::spawn({
             let app = admin::admin_app(shared.clone());
             let admin_stop = admin_stop.clone();
             async move {
-                axum::serve(admin, app)
+                axum::serve(admin.listener, app)
                     .with_graceful_shutdown(admin_stop.cancelled_owned())
                     .await
             }
@@ -257,12 +246,17 @@ impl Router {
             }
         });
         tracing::info!(
-            public = %config.listen,
-            admin = %config.admin_listen,
+            public = %ws.addr,
+            admin = %admin_addr,
             router_id = %shared.router_id,
             "router serving"
         );
-        public::serve(public, shared.clone(), shared.shutdown.draining().clone()).await;
+        public::serve(
+            ws.listener,
+            shared.clone(),
+            shared.shutdown.draining().clone(),
+        )
+        .await;
 
         shared.shutdown.start_draining();
         sources.cancel();

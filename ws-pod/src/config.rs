@@ -6,13 +6,13 @@
 //! once at start-up by `Config::resolve`, so a bad flag stops the process with
 //! a clear message instead of failing the first connection.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use wsring_core::cluster_args::ClusterArgs;
-use wsring_core::protocol::{pod_channel, POD_ADMIN_PORT, POD_WS_PORT};
+use wsring_core::listen_args::{ListenArgs, PodPorts};
+use wsring_core::protocol::pod_channel;
 use wsring_core::redis_args::RedisArgs;
 use wsring_core::router_auth::RouterAuth;
 use wsring_core::token_args::TokenArgs;
@@ -21,12 +21,6 @@ use crate::handshake::Admission;
 use crate::history::{HistorySettings, MAX_HISTORY_REPLICAS, MAX_HISTORY_SIZE};
 use crate::Error;
 
-/// Default `--listen`: every interface, the pod WebSocket port routers dial.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), POD_WS_PORT);
-/// Default `--admin-listen`: every interface, the pod admin port.
-pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), POD_ADMIN_PORT);
 /// Default `--max-message-bytes` (1 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Default `--drain-timeout-ms`.
@@ -46,13 +40,9 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// ws-pod configuration; every flag can also be set through its environment variable.
 #[derive(Clone, Debug, Args)]
 pub struct Config {
-    /// WebSocket listener (reached by routers only).
-    #[arg(long, env = "WSRING_LISTEN", default_value_t = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
-
-    /// Admin listener: health, metrics, connections, push API.
-    #[arg(long, env = "WSRING_ADMIN_LISTEN", default_value_t = DEFAULT_ADMIN_LISTEN)]
-    pub admin_listen: SocketAddr,
+    /// `--listen` (reached by routers only), `--admin-listen`.
+    #[command(flatten)]
+    pub listeners: ListenArgs<PodPorts>,
 
     /// The ring member name (downward API `metadata.name`) [default: hostname].
     #[arg(long, env = "WSRING_POD_NAME")]
@@ -155,8 +145,7 @@ impl Default for Config {
     /// The flag defaults, without a token (tests and the launcher set one).
     fn default() -> Self {
         Config {
-            listen: DEFAULT_LISTEN,
-            admin_listen: DEFAULT_ADMIN_LISTEN,
+            listeners: ListenArgs::default(),
             pod_name: None,
             cluster: ClusterArgs::default(),
             redis: RedisArgs::default(),

@@ -13,16 +13,10 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
-    /// A listener could not be bound.
-    #[error("cannot bind {what} on {addr}: {source}")]
-    Bind {
-        /// Which listener ("websocket" or "admin").
-        what: &'static str,
-        /// The address from the configuration.
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    /// `--listen` or `--admin-listen` could not be bound
+    /// (`wsring_core::Error::Bind`, as in the router).
+    #[error(transparent)]
+    Bind(wsring_core::Error),
 
     /// The admin HTTP server failed.
     #[error("admin server: {0}")]

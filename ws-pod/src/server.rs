@@ -9,10 +9,9 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_util::sync::CancellationToken;
-use wsring_core::redis_target::RedisTarget;
+use wsring_core::listen_args::Listeners;
 use wsring_core::shutdown::Shutdown;
 
 use crate::admin::{admin_app, AdminState};
@@ -30,11 +29,7 @@ use crate::Error;
 #[derive(Debug)]
 pub struct Pod {
     settings: Settings,
-    ws_listener: TcpListener,
-    admin_listener: TcpListener,
-    ws_addr: SocketAddr,
-    admin_addr: SocketAddr,
-    redis: Option<RedisTarget>,
+    listeners: Listeners,
     shared: Arc<Shared>,
 }
 
@@ -84,16 +79,8 @@ impl Pod {
             // the embedding program may have installed already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let redis = settings.redis.clone();
-        let ws_listener = bind("websocket", config.listen).await?;
-        let admin_listener = bind("admin", config.admin_listen).await?;
-        let local = |l: &TcpListener, what, addr| {
-            l.local_addr()
-                .map_err(|source| Error::Bind { what, addr, source })
-        };
-        let ws_addr = local(&ws_listener, "websocket", config.listen)?;
-        let admin_addr = local(&admin_listener, "admin", config.admin_listen)?;
-        let history = match (&settings.history, &redis) {
+        let listeners = config.listeners.bind().await.map_err(Error::Bind)?;
+        let history = match (&settings.history, &settings.redis) {
             (Some(history), Some(target)) => Some(Arc::new(History::new(
                 target.clone(),
                 &config.cluster.namespace,
@@ -123,23 +110,19 @@ impl Pod {
         });
         Ok(Pod {
             settings,
-            ws_listener,
-            admin_listener,
-            ws_addr,
-            admin_addr,
-            redis,
+            listeners,
             shared,
         })
     }
 
     /// The bound WebSocket address (the real port when `--listen` used port 0).
     pub fn ws_addr(&self) -> SocketAddr {
-        self.ws_addr
+        self.listeners.ws.addr
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
+        self.listeners.admin.addr
     }
 
     /// A handle on this pod's connections that stays valid while it runs.
@@ -161,15 +144,15 @@ impl Pod {
     ) -> Result<(), Error> {
         let Pod {
             settings,
-            ws_listener,
-            admin_listener,
-            ws_addr,
-            admin_addr,
-            redis,
+            listeners:
+                Listeners {
+                    ws,
+                    admin: admin_listener,
+                },
             shared,
         } = self;
         let admin_stop = CancellationToken::new();
-        let reset_channel = match redis {
+        let reset_channel = match &settings.redis {
             Some(_) => ResetChannel::awaiting(control::RESET_CHANNEL_GRACE),
             None => ResetChannel::none(),
         };
@@ -183,13 +166,13 @@ impl Pod {
         )
         .with_history(shared.history.clone());
         let mut admin = tokio::spawn(
-            axum::serve(admin_listener, admin_app(state))
+            axum::serve(admin_listener.listener, admin_app(state))
                 .with_graceful_shutdown(admin_stop.clone().cancelled_owned())
                 .into_future(),
         );
 
         let control_stop = CancellationToken::new();
-        let control = redis.map(|target| {
+        let control = settings.redis.clone().map(|target| {
             let channels = Channels {
                 reset: settings.channel.clone(),
                 history: shared.history.as_ref().map(|h| h.channel().to_string()),
@@ -209,8 +192,8 @@ impl Pod {
 
         tracing::info!(
             pod = %settings.pod_name,
-            listen = %ws_addr,
-            admin = %admin_addr,
+            listen = %ws.addr,
+            admin = %admin_listener.addr,
             app = settings.upstream.as_deref().unwrap_or("echo"),
             "ws-pod serving"
         );
@@ -232,7 +215,7 @@ impl Pod {
         };
         let admin_ended = tokio::select! {
             () = shutting_down => None,
-            () = accept_loop(ws_listener, shared.clone()) => None,
+            () = accept_loop(ws.listener, shared.clone()) => None,
             ended = &mut admin => Some(ended),
         };
 
@@ -266,10 +249,4 @@ impl Pod {
             Err(join) => Err(Error::Admin(std::io::Error::other(join))),
         }
     }
-}
-
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { what, addr, source })
 }

@@ -16,13 +16,7 @@ pub const DEFAULT_CLUSTER: &str = "wsring";
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
 pub struct ClusterArgs {
     /// Cluster name, part of the Redis channel names.
-    #[arg(
-        id = "cluster",
-        long = "cluster",
-        value_name = "CLUSTER",
-        env = "WSRING_CLUSTER",
-        default_value = DEFAULT_CLUSTER
-    )]
+    #[arg(long = "cluster", env = "WSRING_CLUSTER", default_value = DEFAULT_CLUSTER)]
     pub name: String,
 
     /// Kubernetes namespace of the cluster (downward API), part of the Redis

@@ -66,6 +66,16 @@ pub enum Error {
     /// `--cluster` or `--namespace` is empty; the message names the flag.
     #[error("{0}")]
     ClusterConfig(String),
+    /// A listener of `--listen` or `--admin-listen` could not be bound.
+    #[error("cannot bind the {what} listener on {addr}: {reason}")]
+    Bind {
+        /// Which listener: "websocket" or "admin".
+        what: &'static str,
+        /// The address from the flag.
+        addr: std::net::SocketAddr,
+        /// What the OS said (address in use, not a local address, ...).
+        reason: String,
+    },
     /// A `wsring.v1` resume token or frame is malformed; the message says how.
     #[error("invalid resume: {0}")]
     InvalidResume(String),

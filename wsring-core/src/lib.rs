@@ -20,6 +20,8 @@
 //!   and ws-pod and the one way to resolve them.
 //! - `cluster_args` (feature `cli`): their `--cluster`/`--namespace` flags, the
 //!   parts of every Redis channel name.
+//! - `listen_args` (feature `listen`): their `--listen`/`--admin-listen` flags,
+//!   with each process's default ports, and the one way to bind them.
 //! - `shutdown` (feature `shutdown`): the two steps of a graceful shutdown
 //!   (not ready, then draining) of router and ws-pod.
 //! - [`conn_limit`]: caps on open connections, total and per client address.
@@ -50,6 +52,8 @@ pub mod error;
 pub mod harness;
 pub mod hash;
 pub mod key;
+#[cfg(feature = "listen")]
+pub mod listen_args;
 #[cfg(feature = "logging")]
 pub mod logging;
 #[cfg(feature = "metrics")]

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use ws_pod::{Config, Pod, PodHandle};
 use wsring_core::harness::{AdminClient, BackgroundServer};
+use wsring_core::listen_args::ListenArgs;
 use wsring_core::protocol::{encode_key, HEADER_POD};
 use wsring_core::router_auth::{unix_now, RouterAuth, SignedHeaders};
 
@@ -25,8 +26,7 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Loopback ports chosen by the kernel, a token, a pod name.
 pub fn config(pod_name: &str) -> Config {
     Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        listeners: ListenArgs::loopback(),
         pod_name: Some(pod_name.to_string()),
         token: wsring_core::token_args::TokenArgs::value(TOKEN),
         ..Config::default()
