@@ -21,6 +21,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"wsring.dev/cluster/images/internal/oci"
 )
@@ -163,23 +164,63 @@ func checkTag(tag string) error {
 	return nil
 }
 
+// imageFlags are the flags both build subcommands share: the binary the
+// image gets, its tag and the archive to write.
+type imageFlags struct {
+	fs               *flag.FlagSet
+	binary, tag, out *string
+	required         map[string]*string
+}
+
+// newImageFlags declares the shared flags of subcommand name.
+func newImageFlags(name, binaryHelp string) imageFlags {
+	fs := newFlagSet(name)
+	f := imageFlags{
+		fs:     fs,
+		binary: fs.String("binary", "", binaryHelp),
+		tag:    fs.String("tag", "", "image reference, name:tag"),
+		out:    fs.String("out", "", "archive to write"),
+	}
+	f.required = map[string]*string{"binary": f.binary, "tag": f.tag, "out": f.out}
+	return f
+}
+
+// parse parses args, with the shared flags and extra ones required, and
+// refuses a bad --tag before anything is read or built.
+func (f imageFlags) parse(args []string, stdout io.Writer, extra map[string]*string) error {
+	for name, value := range extra {
+		f.required[name] = value
+	}
+	if err := parseFlags(f.fs, args, f.required, stdout); err != nil {
+		return err
+	}
+	return checkTag(*f.tag)
+}
+
+// write builds the image at the build epoch and writes its archive.
+func (f imageFlags) write(build func(epoch time.Time) (*oci.Image, error), stdout io.Writer) error {
+	epoch, err := oci.Epoch()
+	if err != nil {
+		return err
+	}
+	img, err := build(epoch)
+	if err != nil {
+		return err
+	}
+	return write(*f.out, img, stdout)
+}
+
 // runDockerfile builds the image of a Dockerfile's final stage.
 func runDockerfile(args []string, stdout io.Writer) error {
-	fs := newFlagSet("dockerfile")
-	dockerfile := fs.String("dockerfile", "", "Dockerfile whose final stage describes the image")
-	binary := fs.String("binary", "", "the file that the final stage's COPY --from places")
-	tag := fs.String("tag", "", "image reference, name:tag")
-	out := fs.String("out", "", "archive to write")
+	f := newImageFlags("dockerfile", "the file that the final stage's COPY --from places")
+	dockerfile := f.fs.String("dockerfile", "", "Dockerfile whose final stage describes the image")
 	var buildArgs listFlag
-	fs.Var(&buildArgs, "build-arg", "KEY=value overriding an ARG default (repeatable)")
-	if err := parseFlags(fs, args, map[string]*string{"dockerfile": dockerfile, "binary": binary, "tag": tag, "out": out}, stdout); err != nil {
+	f.fs.Var(&buildArgs, "build-arg", "KEY=value overriding an ARG default (repeatable)")
+	if err := f.parse(args, stdout, map[string]*string{"dockerfile": dockerfile}); err != nil {
 		return err
 	}
 	argMap, err := keyValues("build-arg", buildArgs)
 	if err != nil {
-		return err
-	}
-	if err := checkTag(*tag); err != nil {
 		return err
 	}
 	data, err := os.ReadFile(*dockerfile)
@@ -190,59 +231,41 @@ func runDockerfile(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	epoch, err := oci.Epoch()
-	if err != nil {
-		return err
-	}
-	img, err := oci.DockerfileImage(*dockerfile, stage, *binary, *tag, epoch)
-	if err != nil {
-		return err
-	}
-	return write(*out, img, stdout)
+	return f.write(func(epoch time.Time) (*oci.Image, error) {
+		return oci.DockerfileImage(*dockerfile, stage, *f.binary, *f.tag, epoch)
+	}, stdout)
 }
 
 // runBinary builds an image of the base plus one binary, from flags.
 func runBinary(args []string, stdout io.Writer) error {
-	fs := newFlagSet("binary")
-	binary := fs.String("binary", "", "the program to put in the image")
-	dest := fs.String("dest", "", "its path in the image (default /<basename>)")
-	tag := fs.String("tag", "", "image reference, name:tag")
-	out := fs.String("out", "", "archive to write")
-	user := fs.String("user", "", "uid:gid the container runs as (default 65532:65532)")
-	entrypoint := fs.String("entrypoint", "", "program to run (default the destination)")
-	workdir := fs.String("workdir", "", "working directory (default /)")
+	f := newImageFlags("binary", "the program to put in the image")
+	dest := f.fs.String("dest", "", "its path in the image (default /<basename>)")
+	user := f.fs.String("user", "", "uid:gid the container runs as (default 65532:65532)")
+	entrypoint := f.fs.String("entrypoint", "", "program to run (default the destination)")
+	workdir := f.fs.String("workdir", "", "working directory (default /)")
 	var cmd, expose, labels, env listFlag
-	fs.Var(&cmd, "cmd", "argument passed to the entrypoint, the image's CMD (repeatable)")
-	fs.Var(&expose, "expose", "port[/tcp|/udp] (repeatable)")
-	fs.Var(&labels, "label", "KEY=value (repeatable)")
-	fs.Var(&env, "env", "KEY=value added to the environment (repeatable)")
-	if err := parseFlags(fs, args, map[string]*string{"binary": binary, "tag": tag, "out": out}, stdout); err != nil {
+	f.fs.Var(&cmd, "cmd", "argument passed to the entrypoint, the image's CMD (repeatable)")
+	f.fs.Var(&expose, "expose", "port[/tcp|/udp] (repeatable)")
+	f.fs.Var(&labels, "label", "KEY=value (repeatable)")
+	f.fs.Var(&env, "env", "KEY=value added to the environment (repeatable)")
+	if err := f.parse(args, stdout, nil); err != nil {
 		return err
 	}
 	labelMap, err := keyValues("label", labels)
 	if err != nil {
 		return err
 	}
-	if err := checkTag(*tag); err != nil {
-		return err
-	}
 	var entry []string
 	if *entrypoint != "" {
 		entry = []string{*entrypoint}
 	}
-	epoch, err := oci.Epoch()
-	if err != nil {
-		return err
-	}
-	img, err := oci.BinaryImage(oci.BinaryOptions{
-		Binary: *binary, Dest: *dest, Ref: *tag, User: *user,
-		Entrypoint: entry, Cmd: cmd, Ports: expose, Labels: labelMap,
-		Env: env, WorkingDir: *workdir,
-	}, epoch)
-	if err != nil {
-		return err
-	}
-	return write(*out, img, stdout)
+	return f.write(func(epoch time.Time) (*oci.Image, error) {
+		return oci.BinaryImage(oci.BinaryOptions{
+			Binary: *f.binary, Dest: *dest, Ref: *f.tag, User: *user,
+			Entrypoint: entry, Cmd: cmd, Ports: expose, Labels: labelMap,
+			Env: env, WorkingDir: *workdir,
+		}, epoch)
+	}, stdout)
 }
 
 // write writes the archive and says what it holds.

@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -191,16 +189,10 @@ func readArchive(t *testing.T, data []byte) *archive {
 	return a
 }
 
-// digestOf is the sha256 digest string of data.
-func digestOf(data []byte) string {
-	sum := sha256.Sum256(data)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
 // checkedBlob returns the blob of d after checking its name and size.
 func checkedBlob(t *testing.T, files map[string][]byte, d Descriptor) []byte {
 	t.Helper()
-	data, ok := files["blobs/sha256/"+strings.TrimPrefix(d.Digest, "sha256:")]
+	data, ok := files[blobPath(d.Digest)]
 	if !ok {
 		t.Fatalf("blob %s missing", d.Digest)
 	}

@@ -175,8 +175,23 @@ type blob struct {
 
 // newBlob hashes data.
 func newBlob(data []byte) blob {
+	return blob{digest: digestOf(data), data: data}
+}
+
+// digestOf is the OCI digest of data: "sha256:" and its hex SHA-256.
+func digestOf(data []byte) string {
 	sum := sha256.Sum256(data)
-	return blob{digest: "sha256:" + hex.EncodeToString(sum[:]), data: data}
+	return sha256Digest(sum[:])
+}
+
+// blobPath is where the layout keeps the blob of a sha256 digest.
+func blobPath(digest string) string {
+	return "blobs/sha256/" + strings.TrimPrefix(digest, "sha256:")
+}
+
+// sha256Digest writes a SHA-256 sum as an OCI digest string.
+func sha256Digest(sum []byte) string {
+	return "sha256:" + hex.EncodeToString(sum)
 }
 
 // WriteArchive writes img as an OCI image layout tar to w and returns the
@@ -233,7 +248,7 @@ func WriteArchive(w io.Writer, img *Image) (string, error) {
 		"index.json": index,
 	}
 	for _, b := range []blob{layer, configBlob, manifestBlob} {
-		files["blobs/sha256/"+strings.TrimPrefix(b.digest, "sha256:")] = b.data
+		files[blobPath(b.digest)] = b.data
 	}
 	return manifestBlob.digest, writeLayout(w, files, img.Epoch)
 }
@@ -288,7 +303,7 @@ func WriteLayer(t *Tree, epoch time.Time) ([]byte, string, error) {
 	if err := gz.Close(); err != nil {
 		return nil, "", err
 	}
-	return gzBuf.Bytes(), "sha256:" + hex.EncodeToString(diff.Sum(nil)), nil
+	return gzBuf.Bytes(), sha256Digest(diff.Sum(nil)), nil
 }
 
 // writeEntry writes one tree entry to the layer.

@@ -294,7 +294,7 @@ func TestInspectRejectsTampering(t *testing.T) {
 	}
 	good := buildArchive(t, img)
 	a := readArchive(t, good)
-	layerName := "blobs/sha256/" + strings.TrimPrefix(a.manifest.Layers[0].Digest, "sha256:")
+	layerName := blobPath(a.manifest.Layers[0].Digest)
 
 	rewrite := func(change func(files map[string][]byte)) []byte {
 		files := map[string][]byte{}
@@ -331,30 +331,31 @@ func TestInspectRejectsTampering(t *testing.T) {
 }
 
 func TestNormalizeRef(t *testing.T) {
-	tests := []struct{ in, full, tag, err string }{
-		{"ghcr.io/wsring/wsring-router:0.1.0", "ghcr.io/wsring/wsring-router:0.1.0", "0.1.0", ""},
-		{"redis:7.4-alpine", "docker.io/library/redis:7.4-alpine", "7.4-alpine", ""},
-		{"bitnami/redis:7", "docker.io/bitnami/redis:7", "7", ""},
-		{"docker.io/library/redis:7.4-alpine", "docker.io/library/redis:7.4-alpine", "7.4-alpine", ""},
-		{"localhost:5000/x:1", "localhost:5000/x:1", "1", ""},
-		{"localhost/x:1", "localhost/x:1", "1", ""},
-		{"registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10", "3.10", ""},
-		{"localhost:5000/x", "", "", "has no :tag"},
-		{"redis", "", "", "has no :tag"},
-		{"redis@sha256:abc", "", "", "digests are not supported"},
-		{"Redis:7", "", "", "lowercase"},
-		{"redis:-x", "", "", "not a valid tag"},
+	valid := []struct{ in, full, tag string }{
+		{"ghcr.io/wsring/wsring-router:0.1.0", "ghcr.io/wsring/wsring-router:0.1.0", "0.1.0"},
+		{"redis:7.4-alpine", "docker.io/library/redis:7.4-alpine", "7.4-alpine"},
+		{"bitnami/redis:7", "docker.io/bitnami/redis:7", "7"},
+		{"docker.io/library/redis:7.4-alpine", "docker.io/library/redis:7.4-alpine", "7.4-alpine"},
+		{"localhost:5000/x:1", "localhost:5000/x:1", "1"},
+		{"localhost/x:1", "localhost/x:1", "1"},
+		{"registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10", "3.10"},
 	}
-	for _, tt := range tests {
+	for _, tt := range valid {
 		full, tag, err := NormalizeRef(tt.in)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("NormalizeRef(%q) error %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
 		if err != nil || full != tt.full || tag != tt.tag {
 			t.Errorf("NormalizeRef(%q) = %q, %q, %v; want %q, %q", tt.in, full, tag, err, tt.full, tt.tag)
+		}
+	}
+	refused := map[string]string{
+		"localhost:5000/x": "has no :tag",
+		"redis":            "has no :tag",
+		"redis@sha256:abc": "digests are not supported",
+		"Redis:7":          "lowercase",
+		"redis:-x":         "not a valid tag",
+	}
+	for in, want := range refused {
+		if _, _, err := NormalizeRef(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NormalizeRef(%q) error %v, want %q", in, err, want)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,17 +185,15 @@ func unmarshalBlob(files map[string][]byte, d Descriptor, v any) error {
 
 // blobData returns a blob after checking its digest and size.
 func blobData(files map[string][]byte, d Descriptor) ([]byte, error) {
-	hexDigest, ok := strings.CutPrefix(d.Digest, "sha256:")
-	if !ok {
+	if !strings.HasPrefix(d.Digest, "sha256:") {
 		return nil, fmt.Errorf("digest %q is not sha256", d.Digest)
 	}
-	data, ok := files["blobs/sha256/"+hexDigest]
+	data, ok := files[blobPath(d.Digest)]
 	if !ok {
 		return nil, fmt.Errorf("blob %s is missing from the archive", d.Digest)
 	}
-	sum := sha256.Sum256(data)
-	if got := hex.EncodeToString(sum[:]); got != hexDigest {
-		return nil, fmt.Errorf("blob %s: content hashes to sha256:%s", d.Digest, got)
+	if got := digestOf(data); got != d.Digest {
+		return nil, fmt.Errorf("blob %s: content hashes to %s", d.Digest, got)
 	}
 	if int64(len(data)) != d.Size {
 		return nil, fmt.Errorf("blob %s: %d bytes, descriptor says %d", d.Digest, len(data), d.Size)
@@ -228,7 +225,7 @@ func readLayer(data []byte, layer int) ([]FileInfo, string, error) {
 	if _, err := io.Copy(io.Discard, tee); err != nil {
 		return nil, "", err
 	}
-	return out, "sha256:" + hex.EncodeToString(diff.Sum(nil)), nil
+	return out, sha256Digest(diff.Sum(nil)), nil
 }
 
 // fileInfo describes a tar header.
