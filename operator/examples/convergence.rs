@@ -19,20 +19,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response, StatusCode};
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::client::Body;
 use kube::{Client, Resource};
 use serde_json::{json, Value};
 use tower_test::mock::{self, Handle};
 use wsring_core::{Ring, RingSpec};
 use wsring_operator::controller::{reconcile, Context};
-use wsring_operator::membership;
+use wsring_operator::endpoint_fixtures::{self, EndpointFixture};
 use wsring_operator::metrics::Metrics;
 use wsring_operator::{WebSocketCluster, WebSocketClusterSpec, WebSocketClusterStatus};
 
-const NS: &str = "bench";
+const NS: &str = endpoint_fixtures::NAMESPACE;
 const NAME: &str = "chat";
 const TOKEN: &str = "bench-token";
 
@@ -77,81 +75,25 @@ struct World {
 }
 
 fn pod_slice(world: &World) -> EndpointSlice {
-    let endpoints = world
+    let endpoints: Vec<_> = world
         .pod_ready
         .iter()
         .enumerate()
-        .map(|(i, ready)| Endpoint {
-            addresses: vec![format!("10.244.0.{}", 10 + i)],
-            conditions: Some(EndpointConditions {
-                ready: Some(*ready),
-                serving: Some(*ready),
-                terminating: Some(false),
-            }),
-            target_ref: Some(ObjectReference {
-                kind: Some("Pod".into()),
-                name: Some(format!("{NAME}-{i}")),
-                ..ObjectReference::default()
-            }),
-            ..Endpoint::default()
+        .map(|(i, ready)| match ready {
+            true => EndpointFixture::ready(i),
+            false => EndpointFixture::not_ready(i),
         })
         .collect();
-    slice("pods", endpoints, &[("ws", 8081), ("admin", 9091)])
+    endpoint_fixtures::pod_slice(NAME, &endpoints)
 }
 
-fn router_slice(world: &World) -> Vec<EndpointSlice> {
+fn router_slices(world: &World) -> Vec<EndpointSlice> {
     // One slice per router: each fake router has its own port on 127.0.0.1.
     world
         .router_ports
         .iter()
-        .map(|port| {
-            let ep = Endpoint {
-                addresses: vec!["127.0.0.1".into()],
-                conditions: Some(EndpointConditions {
-                    ready: Some(true),
-                    serving: Some(true),
-                    terminating: Some(false),
-                }),
-                target_ref: Some(ObjectReference {
-                    kind: Some("Pod".into()),
-                    name: Some(format!("{NAME}-router-5d4c3b2a1-{port}")),
-                    ..ObjectReference::default()
-                }),
-                ..Endpoint::default()
-            };
-            slice("router-admin", vec![ep], &[("admin", i32::from(*port))])
-        })
+        .map(|port| endpoint_fixtures::router_slice(NAME, &["127.0.0.1"], &[], i32::from(*port)))
         .collect()
-}
-
-fn slice(suffix: &str, endpoints: Vec<Endpoint>, ports: &[(&str, i32)]) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(format!("{NAME}-{suffix}-x")),
-            namespace: Some(NS.into()),
-            // Membership only counts what the EndpointSlice controller wrote.
-            labels: Some(
-                [(
-                    membership::MANAGED_BY_LABEL.to_string(),
-                    membership::ENDPOINTSLICE_CONTROLLER.to_string(),
-                )]
-                .into(),
-            ),
-            ..ObjectMeta::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: Some(endpoints),
-        ports: Some(
-            ports
-                .iter()
-                .map(|(n, p)| EndpointPort {
-                    name: Some(n.to_string()),
-                    port: Some(*p),
-                    ..EndpointPort::default()
-                })
-                .collect(),
-        ),
-    }
 }
 
 fn reply(code: StatusCode, body: &Value) -> Response<Body> {
@@ -185,7 +127,7 @@ async fn api_server(
             )
         } else if method == Method::GET && uri.contains("endpointslices") {
             let items = if uri.contains("router-admin") {
-                router_slice(&w)
+                router_slices(&w)
             } else {
                 vec![pod_slice(&w)]
             };

@@ -27,6 +27,8 @@
 //! - [`leader`]: Lease-based leader election.
 //! - [`metrics`], [`server`]: Prometheus metrics and the `/metrics` + `/healthz` listener.
 //! - [`error`]: the one error type.
+//! - `endpoint_fixtures` (tests, and feature `fixtures` for the convergence
+//!   example): EndpointSlices as the EndpointSlice controller writes them.
 //!
 //! Binaries: `wsring-operator` (this lib's [`run`]) and `crdgen` (prints the CRD).
 
@@ -44,6 +46,8 @@ pub mod resources;
 pub mod server;
 pub mod status;
 
+#[cfg(any(test, feature = "fixtures"))]
+pub mod endpoint_fixtures;
 #[cfg(test)]
 pub mod fixtures;
 
