@@ -8,8 +8,8 @@
 //! allowed (403, [`crate::origin`]), bad key (400). The upgrade goes to the
 //! owner pod through [`crate::pod_link`]; once the pod accepted, the client's
 //! raw TCP stream is taken back from hyper and spliced with the pod end
-//! ([`crate::tunnel`]) in a task of their own; the hyper connection task ends
-//! there, so an open tunnel keeps no HTTP state.
+//! ([`crate::tunnel`]) in a task of their own ([`crate::tunnel_task`]); the
+//! hyper connection task ends there, so an open tunnel keeps no HTTP state.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +21,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -30,10 +29,10 @@ use wsring_core::conn_limit::{LimitHit, Permit};
 use wsring_core::protocol::{HEADER_POD, HEADER_PREFIX};
 
 use crate::handshake;
-use crate::pod_link::{pod_request, Forwarding, Opened, PodEnd};
-use crate::registry::Registration;
+use crate::pod_link::{pod_request, Forwarding, Opened};
 use crate::state::{Route, Shared};
-use crate::tunnel::{self, raw_stream};
+use crate::tunnel;
+use crate::tunnel_task::TunnelTask;
 use crate::Error;
 
 /// Largest request head accepted (request line and headers); bigger ones get 431.
@@ -235,7 +234,7 @@ async fn proxy(
     tracing::debug!(conn = %conn_id, pod = %member.name, h2 = pod.is_http2_stream(), "upgraded");
     shared
         .tasks
-        .spawn(run_tunnel(client_upgrade, pod, (registration, permit)));
+        .spawn(TunnelTask::new(client_upgrade, pod, registration, permit));
     Ok(client_response(response, &member.name))
 }
 
@@ -254,33 +253,4 @@ fn client_response(pod: Response<()>, pod_name: &str) -> Response<Full<Bytes>> {
         headers.insert(HEADER_POD, value);
     }
     response
-}
-
-/// Wait for the client side of the upgrade, then tunnel until either side
-/// ends or the router closes the connection (reset timeout, shutdown).
-///
-/// This task lives as long as the connection, so it keeps nothing a log line
-/// can compute when it is written: the connection id comes from the
-/// registration, and the pod was named in the `upgraded` line.
-async fn run_tunnel(
-    client: OnUpgrade,
-    pod: PodEnd,
-    (registration, permit): (Registration, Option<Permit>),
-) {
-    let work = async {
-        let client = client.await.map_err(std::io::Error::other)?;
-        let (client, client_early) = raw_stream(client)?;
-        pod.splice(client, client_early).await
-    };
-    tokio::select! {
-        result = work => match result {
-            Ok(moved) => tracing::debug!(conn = %registration.id(), to_pod = moved.to_pod, to_client = moved.to_client, "tunnel closed"),
-            Err(error) => tracing::debug!(conn = %registration.id(), %error, "tunnel failed"),
-        },
-        () = registration.cancelled() => {
-            tracing::debug!(conn = %registration.id(), "tunnel closed by the router");
-        }
-    }
-    drop(registration);
-    drop(permit);
 }

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 use wsring_core::Ring;
 
@@ -220,10 +221,11 @@ impl Registration {
         self.registry.id_string(self.n)
     }
 
-    /// Resolves when the router decided to close this connection
-    /// (reset timeout expired or shutdown drain over).
-    pub async fn cancelled(&self) {
-        self.cancel.notified().await
+    /// Resolves when the router decided to close this connection (reset
+    /// timeout expired or shutdown drain over); owned, so that the tunnel
+    /// task can hold it next to the registration.
+    pub fn cancelled(&self) -> OwnedNotified {
+        self.cancel.clone().notified_owned()
     }
 }
 

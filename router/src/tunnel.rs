@@ -34,7 +34,7 @@
 //! after an event that arrived meanwhile is not lost (tokio's readiness tick).
 
 use std::cell::RefCell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::pin::Pin;
@@ -45,7 +45,7 @@ use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use socket2::{SockRef, TcpKeepalive};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Sleep};
 
@@ -104,8 +104,10 @@ pub struct Transferred {
 /// State of one direction of the tunnel.
 #[derive(Debug, Default)]
 struct Direction {
-    /// Bytes read but not yet accepted by the destination, and how many of them were written.
-    pending: Option<(Vec<u8>, usize)>,
+    /// Bytes read but not yet accepted by the destination, and how many of
+    /// them were written; boxed, as it is rare (backpressure, early bytes),
+    /// so that an idle direction carries a pointer, not a buffer header.
+    pending: Option<Box<(Vec<u8>, usize)>>,
     /// The source reached end of stream.
     eof: bool,
     /// The destination's write side was shut down after `eof`.
@@ -114,6 +116,16 @@ struct Direction {
 }
 
 impl Direction {
+    /// A direction whose first bytes were read already: they are written
+    /// before anything more is read.
+    fn starting_with(early: Bytes) -> Self {
+        Direction {
+            pending: (!early.is_empty()).then(|| Box::new((early.to_vec(), 0))),
+            moved: early.len() as u64,
+            ..Direction::default()
+        }
+    }
+
     /// Advance this direction as far as possible without blocking: flush what
     /// is pending, then (only once nothing is pending) read one chunk and
     /// forward it, then half-close `dst` after end of stream.
@@ -132,7 +144,8 @@ impl Direction {
         D: AsyncWrite + HalfClose + Unpin,
     {
         let mut progress = false;
-        if let Some((buf, done)) = &mut self.pending {
+        if let Some(pending) = &mut self.pending {
+            let (buf, done) = &mut **pending;
             let written = write_now(cx, dst, &buf[*done..])?;
             *done += written;
             progress = written > 0;
@@ -171,7 +184,7 @@ impl Direction {
             let chunk = &scratch[..n];
             let written = write_now(cx, dst, chunk)?;
             if written < n {
-                self.pending = Some((chunk[written..].to_vec(), 0));
+                self.pending = Some(Box::new((chunk[written..].to_vec(), 0)));
             }
             Poll::Ready(Ok(()))
         })
@@ -275,50 +288,47 @@ impl<P: AsyncRead + AsyncWrite + HalfClose + Unpin> Tunnel<P> {
 /// Tunnel bytes between `client` and `pod` until both directions end or one fails.
 ///
 /// `client_early` were read from the client after its upgrade request and go
-/// to the pod first; `pod_early` came with the pod's 101 and go to the client first.
-pub async fn splice<P>(
-    client: TcpStream,
-    client_early: Bytes,
-    pod: P,
-    pod_early: Bytes,
-) -> io::Result<Transferred>
+/// to the pod first; `pod_early` came with the pod's 101 and go to the client
+/// first.
+pub fn splice<P>(client: TcpStream, client_early: Bytes, pod: P, pod_early: Bytes) -> Splice<P>
 where
     P: AsyncRead + AsyncWrite + HalfClose + Unpin,
 {
-    // The sockets move into the tunnel before anything is written, so the
-    // task holds each of them once: this future is what an idle connection
-    // costs the router.
-    let mut tunnel = Tunnel {
-        client,
-        pod,
-        up: Direction {
-            moved: client_early.len() as u64,
-            ..Direction::default()
+    Splice {
+        tunnel: Tunnel {
+            client,
+            pod,
+            up: Direction::starting_with(client_early),
+            down: Direction::starting_with(pod_early),
+            linger: None,
         },
-        down: Direction {
-            moved: pod_early.len() as u64,
-            ..Direction::default()
-        },
-        linger: None,
-    };
-    if !pod_early.is_empty() {
-        tunnel.client.write_all(&pod_early).await?;
     }
-    if !client_early.is_empty() {
-        tunnel.pod.write_all(&client_early).await?;
+}
+
+/// The future of [`splice`]: the tunnel and nothing else, which is what an
+/// idle connection costs the router (an `async fn` would also keep its
+/// arguments, next to the tunnel they moved into).
+pub struct Splice<P> {
+    tunnel: Tunnel<P>,
+}
+
+impl<P: AsyncRead + AsyncWrite + HalfClose + Unpin> Future for Splice<P> {
+    type Output = io::Result<Transferred>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let tunnel = &mut self.get_mut().tunnel;
+        ready!(tunnel.poll(cx))?;
+        Poll::Ready(Ok(Transferred {
+            to_pod: tunnel.up.moved,
+            to_client: tunnel.down.moved,
+        }))
     }
-    drop((client_early, pod_early));
-    poll_fn(|cx| tunnel.poll(cx)).await?;
-    Ok(Transferred {
-        to_pod: tunnel.up.moved,
-        to_client: tunnel.down.moved,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// A connected pair of TCP streams (the "tunnel side" first).

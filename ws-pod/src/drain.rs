@@ -10,11 +10,40 @@
 //! finish their close handshakes before the stragglers are dropped.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use wsring_core::shutdown::Shutdown;
+
+pin_project_lite::pin_project! {
+    /// A connection task that stops where it is when the drain aborts.
+    ///
+    /// A future of its own, not `async move { select! { .. } }`: that block
+    /// holds the task twice, once captured and once inside the select, so an
+    /// idle connection cost twice its task's size (measured with
+    /// `-Zprint-type-sizes`: 4.9 KiB instead of 2.5 KiB per connection).
+    struct Abortable<F> {
+        #[pin]
+        task: F,
+        #[pin]
+        aborted: WaitForCancellationFutureOwned,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Abortable<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.aborted.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        this.task.poll(cx)
+    }
+}
 
 /// How a drain ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,12 +80,9 @@ impl Drain {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let abort = self.abort.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                () = task => {}
-                () = abort.cancelled() => {}
-            }
+        self.tasks.spawn(Abortable {
+            task,
+            aborted: self.abort.clone().cancelled_owned(),
         });
     }
 

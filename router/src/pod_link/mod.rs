@@ -21,6 +21,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
@@ -31,7 +32,7 @@ use tokio::net::TcpStream;
 use wsring_core::protocol::PodTransport;
 use wsring_core::Member;
 
-use crate::tunnel::{raw_stream, splice, Transferred};
+use crate::tunnel::{raw_stream, splice, Splice};
 use crate::Error;
 
 pub use request::{pod_request, Forwarding};
@@ -127,28 +128,33 @@ impl PodLink {
     }
 }
 
+/// A running tunnel to a pod: over its own TCP connection (HTTP/1.1) or a
+/// stream of the pod's HTTP/2 connection.
+pub type PodSplice = Either<Splice<TcpStream>, Splice<TokioIo<Upgraded>>>;
+
 impl PodEnd {
     /// Whether this is a stream of a pod's HTTP/2 connection.
     pub fn is_http2_stream(&self) -> bool {
         matches!(self, PodEnd::Http2Stream(_))
     }
 
-    /// Tunnel between `client` (with bytes hyper already read from it) and
-    /// this pod end until both directions are finished ([`splice`]).
-    pub async fn splice(
-        self,
-        client: TcpStream,
-        client_early: Bytes,
-    ) -> std::io::Result<Transferred> {
-        match self {
+    /// The tunnel between `client` (with bytes hyper already read from it)
+    /// and this pod end, to be awaited until both directions are finished
+    /// ([`splice`]); an error if the pod's HTTP/1.1 connection is not a plain
+    /// TCP stream.
+    pub fn splice(self, client: TcpStream, client_early: Bytes) -> std::io::Result<PodSplice> {
+        Ok(match self {
             PodEnd::Tcp(pod) => {
                 let (pod, pod_early) = raw_stream(pod)?;
-                splice(client, client_early, pod, pod_early).await
+                Either::Left(splice(client, client_early, pod, pod_early))
             }
-            PodEnd::Http2Stream(pod) => {
-                splice(client, client_early, TokioIo::new(pod), Bytes::new()).await
-            }
-        }
+            PodEnd::Http2Stream(pod) => Either::Right(splice(
+                client,
+                client_early,
+                TokioIo::new(pod),
+                Bytes::new(),
+            )),
+        })
     }
 }
 
