@@ -101,6 +101,11 @@ impl ChildProcess {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Wait until it exits: how it ended (`None` if that cannot be read).
+    pub async fn wait(&mut self) -> Option<ExitStatus> {
+        self.child.wait().await.ok()
+    }
+
     /// Fail, quoting its log, if it has already exited.
     pub fn check_alive(&mut self) -> Result<(), Error> {
         match self.exited() {

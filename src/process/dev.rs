@@ -18,6 +18,10 @@ use crate::procfs::children_of;
 /// token, bus, pod names), once router and pods are up.
 pub const READY_PREFIX: &str = "WSRING_DEV_READY ";
 
+/// How long a launcher whose stdout closed before its ready line is given
+/// to exit, so the error can say how it ended.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a dropped launcher may take to stop its children after SIGTERM.
 const DROP_STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -106,7 +110,14 @@ impl DevProcess {
                 ready,
                 ready_line,
             }),
-            Ok(Err(reason)) => Err(not_ready(reason, &process)),
+            Ok(Err(reason)) => {
+                // Its stdout closed: say how it ended (it may take a moment to exit).
+                let reason = match tokio::time::timeout(EXIT_WAIT, process.wait()).await {
+                    Ok(Some(status)) => format!("{reason}: {status}"),
+                    _ => reason,
+                };
+                Err(not_ready(reason, &process))
+            }
             Err(_) => Err(not_ready(
                 format!("no ready line within {within:?}"),
                 &process,

@@ -24,16 +24,19 @@ const NODE_TIMEOUT_MS: &str = "1000";
 /// Six cluster nodes, stopped (and their `nodes.conf` removed) when dropped.
 pub struct RedisCluster {
     servers: Vec<RedisServer>,
+    /// Each server's cluster bus port, kept for its restart.
+    bus_ports: Vec<u16>,
 }
 
 impl RedisCluster {
     /// Start the nodes, join them, and wait until every slot is served and
     /// every primary has its replica in sync.
     pub async fn start() -> Result<Self, Error> {
-        let mut servers = Vec::new();
+        let (mut servers, mut bus_ports) = (Vec::new(), Vec::new());
         for _ in 0..PRIMARIES * 2 {
-            let port = free_port()?;
-            servers.push(start_node(port).await?);
+            let (port, bus_port) = (free_port()?, free_port()?);
+            servers.push(start_node(port, bus_port).await?);
+            bus_ports.push(bus_port);
         }
         let addresses: Vec<String> = servers
             .iter()
@@ -52,7 +55,7 @@ impl RedisCluster {
                 String::from_utf8_lossy(&created.stdout)
             )));
         }
-        let cluster = RedisCluster { servers };
+        let cluster = RedisCluster { servers, bus_ports };
         cluster
             .wait_until(
                 "every slot is served and every primary has its replica",
@@ -104,7 +107,7 @@ impl RedisCluster {
         })
         .await?;
         let unavailable = started.elapsed();
-        self.servers[index] = start_node(old).await?;
+        self.servers[index] = start_node(old, self.bus_ports[index]).await?;
         self.wait_until("the killed node is back as a replica", || self.healthy())
             .await?;
         Ok(unavailable)
@@ -179,11 +182,16 @@ impl Drop for RedisCluster {
 }
 
 /// A cluster node on `port` (with its `nodes.conf` from before, if any).
-async fn start_node(port: u16) -> Result<RedisServer, Error> {
+/// The cluster bus port is picked like the client port: Redis's default,
+/// the client port + 10000, may be taken or above 65535.
+async fn start_node(port: u16, bus_port: u16) -> Result<RedisServer, Error> {
     let nodes = nodes_file(port);
+    let bus_port = bus_port.to_string();
     let args = [
         "--cluster-enabled",
         "yes",
+        "--cluster-port",
+        &bus_port,
         "--cluster-config-file",
         &nodes,
         "--cluster-node-timeout",
