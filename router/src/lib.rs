@@ -20,7 +20,7 @@
 //! - [`ring_state`]: the current ring and the version rules for replacing it.
 //! - [`state`]: shared state; routing and ring application, atomic w.r.t. each other.
 //! - [`registry`]: live tunnels, moved-connection detection, forced close.
-//! - [`resets`]: batched reset publishing and the reset timeout; [`bus`]: Redis.
+//! - [`resets`]: batched reset publishing and the reset timeout; [`publisher`]: the Redis publisher.
 //! - [`handshake`]: what a client's upgrade request must be (426 / 400).
 //! - [`public`]: public listener (hyper HTTP/1, upgrade only); [`tunnel`]: the
 //!   low-memory byte tunnel; [`tunnel_task`]: the task of one open tunnel.
@@ -44,7 +44,6 @@
 //! ```
 
 pub mod admin;
-pub mod bus;
 pub mod config;
 pub mod dashboard;
 pub mod error;
@@ -54,6 +53,7 @@ pub mod metrics;
 pub mod origin;
 pub mod pod_link;
 pub mod public;
+pub mod publisher;
 pub mod push;
 pub mod registry;
 pub mod resets;
@@ -78,7 +78,7 @@ pub use config::{Config, KeySource, PodTransport};
 pub use error::Error;
 pub use state::ApplyOutcome;
 
-use crate::bus::Publisher;
+use crate::publisher::Publisher;
 use crate::state::Shared;
 
 /// After the drain timeout closed the remaining tunnels, how long to wait for their tasks.

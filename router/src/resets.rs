@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use wsring_core::protocol::{pod_channel, ControlMessage, MAX_RESET_IDS};
 
-use crate::bus::Publisher;
 use crate::metrics::Metrics;
+use crate::publisher::Publisher;
 use crate::registry::{Registry, ResetBatch};
 
 /// How many recent reset events the dashboard can show.

@@ -11,12 +11,12 @@ use wsring_core::bearer_guard::BearerGuard;
 use wsring_core::shutdown::Shutdown;
 use wsring_core::{Member, Ring, RingSpec};
 
-use crate::bus::Publisher;
 use crate::config::{Config, Settings};
 use crate::key::KeyExtractor;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::pod_link::PodLink;
+use crate::publisher::Publisher;
 use crate::push::PushClient;
 use crate::registry::{Registration, Registry};
 use crate::resets::Resets;

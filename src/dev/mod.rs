@@ -3,16 +3,16 @@
 //! Starts one router and N ws-pods as child processes of this binary (the
 //! `wsring router` / `wsring pod` subcommands, i.e. the very code the images
 //! run), a message bus (the given Redis, else a private `redis-server` if one
-//! is installed, else the in-process [`bus`]), and plays the operator's part:
+//! is installed, else the in-process [`broker`]), and plays the operator's part:
 //! it owns ring membership and pushes every change to the router with
 //! `PUT /ring`. A control API adds pods and stops them gracefully or abruptly.
 //!
 //! Layout: [`supervisor`] (child processes, ring membership), [`control`]
-//! (the control API), [`bus`] (the in-process pub/sub bus), [`banner`] (what
+//! (the control API), [`broker`] (the in-process pub/sub broker), [`banner`] (what
 //! it prints once up).
 
 pub mod banner;
-pub mod bus;
+pub mod broker;
 pub mod control;
 pub mod supervisor;
 
@@ -178,7 +178,7 @@ async fn start_bus(args: &DevArgs) -> anyhow::Result<(String, &'static str, Opti
     }
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("redis://{}", listener.local_addr()?);
-    tokio::spawn(bus::serve(listener));
+    tokio::spawn(broker::serve(listener));
     Ok((url, IN_PROCESS_BUS, None))
 }
 
