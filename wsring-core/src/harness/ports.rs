@@ -27,8 +27,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// Ports in the pool below the ephemeral range.
 const POOL_SIZE: u16 = 10_000;
 
-/// Below this the pool would reach into privileged and well-known ports; with
-/// an ephemeral range starting this low the kernel's port 0 is used instead.
+/// Below this the pool would reach ports that services commonly listen on;
+/// with an ephemeral range starting this low the kernel's port 0 is used
+/// instead.
 const POOL_FLOOR: u16 = 10_000;
 
 /// Where the kernel says its ephemeral range is.
@@ -79,9 +80,9 @@ impl PortWalk {
     /// The next port of the walk, never one handed out before by this
     /// process (until the whole pool has been walked).
     fn next_port(&self, pool: &Range<u16>) -> u16 {
-        let len = u32::from(pool.end - pool.start);
+        let len = u64::from(pool.end - pool.start);
         let step = self.next.fetch_add(1, Ordering::Relaxed);
-        let index = self.offset.wrapping_add(step) % len;
+        let index = (u64::from(self.offset) + u64::from(step)) % len;
         pool.start + u16::try_from(index).expect("index below the pool's u16 length")
     }
 }
@@ -163,6 +164,19 @@ mod tests {
         let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
         let distinct: std::collections::HashSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), ports.len());
+    }
+
+    #[test]
+    fn a_walk_covers_its_pool_once_even_from_the_largest_offset() {
+        let pool = 20_000..20_010; // 2^32 is no multiple of its length
+        let walk = PortWalk {
+            pool: Some(pool.clone()),
+            offset: u32::MAX - 2,
+            next: AtomicU32::new(0),
+        };
+        let mut ports: Vec<u16> = (0..10).map(|_| walk.next_port(&pool)).collect();
+        ports.sort_unstable();
+        assert_eq!(ports, pool.collect::<Vec<_>>());
     }
 
     #[test]
