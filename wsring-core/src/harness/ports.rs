@@ -95,6 +95,7 @@ fn pool_below(ephemeral_range: &str) -> Option<Range<u16>> {
     (start >= POOL_FLOOR).then_some(start..low)
 }
 
+/// This process's one walk, started on first use.
 fn walk() -> &'static PortWalk {
     static WALK: OnceLock<PortWalk> = OnceLock::new();
     WALK.get_or_init(PortWalk::new)
